@@ -1,0 +1,1 @@
+"""Access: tokens, tenant scoping (and, later, owner policies, contracts, audit)."""

@@ -1,0 +1,1 @@
+"""Adapters: bytes in, domain objects out."""

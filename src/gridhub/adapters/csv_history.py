@@ -1,0 +1,474 @@
+"""Historical readings from CSV (P2): a DSO's meter history, turned into canonical messages.
+
+Linear imported the reference measurements of its households straight from the grid operator
+(seed 000 §III). Here such a file enters through the same door as live data: rows become
+canonical ``DeviceMeasurements`` messages (P1), and the inbound pipeline validates, deduplicates
+and dead-letters them exactly as it does for MQTT or HTTP. That is why this module checks only
+what it alone can see (CSV syntax, numbers, dates) and leaves identifiers to the registry.
+
+Two layouts are recognised from the header, because DSO exports come in both:
+
+* long: ``hardwareId,identifier,timestamp,value`` (one reading per row; other columns ignored);
+* wide: ``hardwareId,timestamp,<identifier>,<identifier>,...`` (one column per identifier; an
+  empty cell means "no reading" there).
+
+The file is read one line at a time and no line is held beyond 64 KiB, so a history of any size
+streams in bounded memory. One physical line is one record: a quoted field may hold the
+delimiter but not a line break, which keeps line numbers and the raw bytes kept for a rejected
+row exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, NamedTuple, TextIO
+from zoneinfo import ZoneInfo
+
+from gridhub.domain.messages import DeviceMeasurements, MeasurementsRequest, encode
+from gridhub.domain.registry import check_timezone
+from gridhub.domain.rejections import RejectReason
+from gridhub.domain.validation import MAX_MEASUREMENTS_PER_MESSAGE, check_hardware_id
+from gridhub.errors import InvalidRequest, RejectedMessage
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "CsvLine",
+    "HistoryItem",
+    "HistoryMessage",
+    "HistoryRejection",
+    "LineSplitter",
+    "column_key",
+    "parse_history",
+    "read_header",
+    "read_lines",
+    "sniff_delimiter",
+    "to_raw_bytes",
+]
+
+MAX_LINE_BYTES = 64 * 1024
+"""Longest accepted line (UTF-8 bytes, without its line ending): the size limit of N3."""
+
+
+class HistoryMessage(NamedTuple):
+    """A canonical ``DeviceMeasurements`` message built from one or more consecutive rows."""
+
+    kind: Literal["message"]
+    hardware_id: str
+    payload: bytes
+
+
+class HistoryRejection(NamedTuple):
+    """A row that cannot become a message, kept whole for the dead-letter store."""
+
+    kind: Literal["rejected"]
+    line: int
+    raw: bytes
+    reason: RejectReason
+    detail: str
+
+
+HistoryItem = HistoryMessage | HistoryRejection
+
+
+# --- lines and fields, shared with the registry import -----------------------------------------
+
+
+class CsvLine(NamedTuple):
+    """One physical line: its 1-based number and text without the line ending.
+
+    ``oversized`` lines keep only their first :data:`MAX_LINE_BYTES` characters; the rest was
+    skipped unread into memory.
+    """
+
+    number: int
+    text: str
+    oversized: bool
+
+
+def read_lines(
+    data: Iterable[str] | TextIO, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[CsvLine]:
+    """Yield the lines of ``data``, flagging those longer than ``max_line_bytes``.
+
+    From a file (anything with ``readline``) a line is read in bounded pieces, so a file without
+    line breaks cannot exhaust memory; an iterable of strings already holds its lines.
+    """
+    readline = getattr(data, "readline", None)
+    pieces = _bounded(readline, max_line_bytes) if callable(readline) else _given(data)
+    for number, (line, cut) in enumerate(pieces, start=1):
+        text = line.rstrip("\r\n") if line.endswith(("\n", "\r")) else line
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark from spreadsheet exports
+        if cut or _too_long(text, max_line_bytes):
+            yield CsvLine(number, text[:max_line_bytes], True)
+        else:
+            yield CsvLine(number, text, False)
+
+
+def _given(lines: Iterable[str]) -> Iterator[tuple[str, bool]]:
+    for line in lines:
+        yield line, False
+
+
+def _bounded(readline: Callable[[int], str], limit: int) -> Iterator[tuple[str, bool]]:
+    size = limit + 2  # room for the content plus "\r\n"
+    while line := readline(size):
+        if len(line) < size or line.endswith("\n"):
+            yield line, False
+            continue
+        rest = line  # longer than the limit: skip to the end of the line without keeping it
+        while rest and not rest.endswith("\n"):
+            rest = readline(limit)
+        yield line, True
+
+
+def _too_long(text: str, limit: int) -> bool:
+    # A character takes at most 4 UTF-8 bytes: encode only lines that might be too long.
+    return len(text) > limit or (4 * len(text) > limit and len(to_raw_bytes(text)) > limit)
+
+
+def to_raw_bytes(text: str) -> bytes:
+    """The bytes of a line as kept for a dead letter; never fails on undecodable input."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+class _OneLine:
+    """An iterator holding at most one line, so a csv reader never reads past it."""
+
+    __slots__ = ("line",)
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+
+    def __iter__(self) -> _OneLine:
+        return self
+
+    def __next__(self) -> str:
+        line, self.line = self.line, None
+        if line is None:
+            raise StopIteration
+        return line
+
+
+class LineSplitter:
+    """Split single lines into fields with the csv module's quoting rules.
+
+    One reader is reused for every line (creating one per line costs more than parsing it), fed
+    one line at a time: a quote left open at the end of a line is an error, not a reason to read
+    on into the next record.
+    """
+
+    __slots__ = ("_feed", "_reader", "delimiter")
+
+    def __init__(self, delimiter: str) -> None:
+        self.delimiter = delimiter
+        self._feed = _OneLine()
+        self._reader = csv.reader(self._feed, delimiter=delimiter, strict=True)
+
+    def split(self, text: str) -> list[str]:
+        """Fields of one line; raises :class:`csv.Error` on broken quoting."""
+        self._feed.line = text
+        return next(self._reader, [])
+
+    def is_blank(self, line: CsvLine) -> bool:
+        """True for a line with no data: empty, or only delimiters as spreadsheets leave."""
+        return not line.oversized and not line.text.strip(' \t"' + self.delimiter)
+
+
+def sniff_delimiter(header: str) -> str:
+    """``;`` or ``,``, whichever splits the header into more columns.
+
+    Continental spreadsheets write ``;`` (the comma being their decimal mark); column names never
+    hold either, so counting them in the header is a safer guess than ``csv.Sniffer``.
+    """
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def column_key(name: str) -> str:
+    """Header name folded for matching: ``hardwareId``, ``HardwareID``, ``hardware_id`` agree."""
+    return name.strip().replace("_", "").lower()
+
+
+def read_header(lines: Iterator[CsvLine]) -> tuple[list[str], LineSplitter]:
+    """The column names of the first non-empty line, and a splitter for its delimiter."""
+    for line in lines:
+        if line.oversized:
+            raise InvalidRequest(f"line {line.number}: header longer than {MAX_LINE_BYTES} bytes")
+        if not line.text.strip():
+            continue
+        splitter = LineSplitter(sniff_delimiter(line.text))
+        try:
+            names = [name.strip() for name in splitter.split(line.text)]
+        except csv.Error as exc:
+            raise InvalidRequest(f"line {line.number}: header is not valid CSV: {exc}") from None
+        return names, splitter
+    raise InvalidRequest("the CSV file is empty: no header line")
+
+
+# --- the history layouts -----------------------------------------------------------------------
+
+_HARDWARE_ID = "hardwareid"
+_TIMESTAMP = "timestamp"
+_IDENTIFIER = "identifier"
+_VALUE = "value"
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    width: int
+    hardware_id: int
+    timestamp: int
+    identifier: int | None  # long layout: the columns holding the identifier and the value
+    value: int | None
+    wide: tuple[tuple[int, str], ...]  # wide layout: (column, identifier) pairs
+
+
+def _layout(names: list[str]) -> _Layout:
+    keys = [column_key(name) for name in names]
+    for position, name in enumerate(names):
+        if not name:
+            raise InvalidRequest(f"header column {position + 1} has no name")
+    missing = [k for k in (_HARDWARE_ID, _TIMESTAMP) if k not in keys]
+    if missing:
+        raise InvalidRequest(
+            f"header needs columns hardwareId and timestamp; missing: {', '.join(missing)}"
+        )
+    for key in (_HARDWARE_ID, _TIMESTAMP, _IDENTIFIER, _VALUE):
+        if keys.count(key) > 1:
+            raise InvalidRequest(f"header names column {key!r} more than once")
+    has_identifier, has_value = _IDENTIFIER in keys, _VALUE in keys
+    if has_identifier and has_value:
+        return _Layout(
+            len(names),
+            keys.index(_HARDWARE_ID),
+            keys.index(_TIMESTAMP),
+            keys.index(_IDENTIFIER),
+            keys.index(_VALUE),
+            (),
+        )
+    if has_identifier or has_value:
+        raise InvalidRequest(
+            "a long-layout header needs both 'identifier' and 'value' columns; "
+            "a wide one names an identifier per column instead"
+        )
+    wide = tuple(
+        (position, name)
+        for position, (name, key) in enumerate(zip(names, keys, strict=True))
+        if key not in (_HARDWARE_ID, _TIMESTAMP)
+    )
+    if not wide:
+        raise InvalidRequest("a wide-layout header needs at least one identifier column")
+    seen: set[str] = set()
+    for _, name in wide:
+        if name in seen:
+            raise InvalidRequest(f"header names identifier {name!r} more than once")
+        seen.add(name)
+    return _Layout(len(names), keys.index(_HARDWARE_ID), keys.index(_TIMESTAMP), None, None, wide)
+
+
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _number(cell: str, name: str, decimal_comma: bool) -> float:
+    text = cell.strip()
+    if not text:
+        raise RejectedMessage(RejectReason.WRONG_VALUE_TYPE, f"{name}: empty value")
+    if decimal_comma and text.count(",") == 1:
+        text = text.replace(",", ".")  # "0,25" in a ';'-separated file is a decimal comma
+    if not _NUMBER_RE.fullmatch(text):
+        raise RejectedMessage(
+            RejectReason.WRONG_VALUE_TYPE, f"{name}: {cell.strip()[:32]!r} is not a number"
+        )
+    value = float(text)
+    if not math.isfinite(value):
+        raise RejectedMessage(
+            RejectReason.NON_FINITE_VALUE, f"{name}: {text[:32]!r} is beyond the float range"
+        )
+    return value
+
+
+class _Clock:
+    """Turns timestamp cells into aware datetimes, remembering the last one.
+
+    Rows of one device and moment share their timestamp text, so the cache spares most parses.
+    """
+
+    __slots__ = ("_last", "_zone", "_zone_name")
+
+    def __init__(self, zone_name: str | None) -> None:
+        self._zone_name = zone_name
+        self._zone = ZoneInfo(zone_name) if zone_name is not None else None
+        self._last: tuple[str, datetime, str] | None = None
+
+    def resolve(self, cell: str) -> tuple[datetime, str]:
+        """(moment, eventDate with offset) of a timestamp cell, or a rejection."""
+        last = self._last
+        if last is not None and last[0] == cell:
+            return last[1], last[2]
+        text = cell.strip()
+        if not text:
+            raise RejectedMessage(RejectReason.BAD_DATE, "timestamp is empty")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise RejectedMessage(
+                RejectReason.BAD_DATE, f"timestamp {text[:64]!r} is not an ISO 8601 date-time"
+            ) from None
+        if moment.tzinfo is None:
+            moment = self._localise(moment, text)
+        result = (moment, moment.isoformat())
+        self._last = (cell, *result)
+        return result
+
+    def _localise(self, naive: datetime, text: str) -> datetime:
+        zone = self._zone
+        if zone is None:
+            raise RejectedMessage(
+                RejectReason.MISSING_OFFSET,
+                f"timestamp {text[:64]!r} has no UTC offset and no default zone was given",
+            )
+        early, late = naive.replace(tzinfo=zone), naive.replace(tzinfo=zone, fold=1)
+        if early.utcoffset() == late.utcoffset():
+            return early
+        # A DST change: the wall-clock time either never happened or happened twice. Guessing
+        # would shift a reading by an hour, so the row is refused and its raw line kept.
+        if early.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
+            raise RejectedMessage(
+                RejectReason.BAD_DATE,
+                f"timestamp {text[:64]!r} does not exist in {self._zone_name} "
+                "(clocks skip that hour); give it with its UTC offset",
+            )
+        raise RejectedMessage(
+            RejectReason.MISSING_OFFSET,
+            f"timestamp {text[:64]!r} is ambiguous in {self._zone_name} (clocks go back, it "
+            "happens twice); give it with its UTC offset",
+        )
+
+
+def parse_history(
+    data: Iterable[str] | TextIO,
+    *,
+    default_zone: str | None = None,
+    max_rows: int = 10_000_000,
+) -> Iterator[HistoryItem]:
+    """Stream a history CSV as canonical messages and rejected rows, in file order.
+
+    Consecutive rows of the same device and moment become one ``DeviceMeasurements`` message
+    (``updateState`` false: history must not overwrite a device's live state), so the pipeline
+    handles a history file like a burst of ordinary messages. A row that cannot be read becomes
+    a :class:`HistoryRejection` holding its line number and raw bytes; the other rows go on.
+
+    Naive timestamps are read in ``default_zone`` (an IANA name) when given, else refused.
+
+    The header is read at once, so an unusable file (no header, unknown layout) raises
+    :class:`~gridhub.errors.InvalidRequest` before any row; so does a ``default_zone`` that is
+    not a time zone. Past ``max_rows`` data rows the generator raises ``InvalidRequest`` after
+    yielding everything before that row.
+    """
+    if default_zone is not None:
+        check_timezone(default_zone)
+    if max_rows < 1:
+        raise InvalidRequest("max_rows must be at least 1")
+    lines = read_lines(data)
+    names, splitter = read_header(lines)
+    return _items(lines, _layout(names), splitter, _Clock(default_zone), max_rows)
+
+
+def _readings(fields: list[str], layout: _Layout, decimal_comma: bool) -> list[tuple[str, float]]:
+    if layout.identifier is not None and layout.value is not None:
+        identifier = fields[layout.identifier].strip()
+        if not identifier:
+            raise RejectedMessage(RejectReason.WRONG_VALUE_TYPE, "identifier is empty")
+        return [(identifier, _number(fields[layout.value], identifier, decimal_comma))]
+    readings = [
+        (identifier, _number(fields[column], identifier, decimal_comma))
+        for column, identifier in layout.wide
+        if fields[column].strip()
+    ]
+    if not readings:
+        raise RejectedMessage(RejectReason.WRONG_VALUE_TYPE, "row has no value in any column")
+    return readings
+
+
+def _message(hardware_id: str, event_date: str, values: dict[str, float]) -> HistoryMessage:
+    request = MeasurementsRequest(measurements=values, updateState=False, eventDate=event_date)
+    payload = encode(DeviceMeasurements(hardwareId=hardware_id, request=request))
+    return HistoryMessage("message", hardware_id, payload)
+
+
+def _items(
+    lines: Iterator[CsvLine],
+    layout: _Layout,
+    splitter: LineSplitter,
+    clock: _Clock,
+    max_rows: int,
+) -> Iterator[HistoryItem]:
+    decimal_comma = splitter.delimiter == ";"
+    # The open group: rows of one device and moment not yet emitted as a message.
+    group: tuple[str, datetime, str] | None = None
+    values: dict[str, float] = {}
+    known_hardware_id = ""  # the last hardwareId that passed its check
+    rows = 0
+    for line in lines:
+        if splitter.is_blank(line):
+            continue
+        rows += 1
+        if rows > max_rows:
+            if group is not None:
+                yield _message(group[0], group[2], values)
+            raise InvalidRequest(
+                f"more than {max_rows} data rows; line {line.number} and after were not read"
+            )
+        try:
+            fields = _fields(line, splitter, layout.width)
+            hardware_id = fields[layout.hardware_id].strip()
+            if not hardware_id:
+                raise RejectedMessage(RejectReason.WRONG_VALUE_TYPE, "hardwareId is empty")
+            if hardware_id != known_hardware_id:
+                known_hardware_id = check_hardware_id(hardware_id)
+            moment, event_date = clock.resolve(fields[layout.timestamp])
+            readings = _readings(fields, layout, decimal_comma)
+        except RejectedMessage as exc:
+            yield HistoryRejection(
+                "rejected", line.number, to_raw_bytes(line.text), exc.reason, exc.detail
+            )
+            continue
+        if group is not None and (group[0] != hardware_id or group[1] != moment):
+            yield _message(group[0], group[2], values)
+            group = None
+        if group is None:
+            group, values = (hardware_id, moment, event_date), {}
+        for identifier, value in readings:
+            # A repeated identifier starts a new message rather than overwrite a value: the
+            # pipeline then decides (a redelivery is dropped there, by the same rule as live data).
+            if identifier in values or len(values) >= MAX_MEASUREMENTS_PER_MESSAGE:
+                yield _message(hardware_id, group[2], values)
+                values = {}
+            values[identifier] = value
+    if group is not None:
+        yield _message(group[0], group[2], values)
+
+
+def _fields(line: CsvLine, splitter: LineSplitter, width: int) -> list[str]:
+    if line.oversized:
+        raise RejectedMessage(
+            RejectReason.OVERSIZED_PAYLOAD,
+            f"line is longer than {MAX_LINE_BYTES} bytes; only its start is kept",
+        )
+    try:
+        fields = splitter.split(line.text)
+    except csv.Error as exc:
+        raise RejectedMessage(RejectReason.INVALID_MESSAGE, f"not valid CSV: {exc}") from None
+    if len(fields) != width:
+        raise RejectedMessage(
+            RejectReason.WRONG_VALUE_TYPE, f"row has {len(fields)} columns, the header {width}"
+        )
+    return fields

@@ -1,0 +1,24 @@
+"""``create_app(hub)``: the FastAPI application over a built hub."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gridhub import __version__
+from gridhub.api import errors
+from gridhub.api.routes import health, ingest, query, tenants
+from gridhub.hub import Hub
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(
+        title="gridhub",
+        version=__version__,
+        description="Open-source data hub for smart grids. Every /api route needs "
+        "`Authorization: Bearer <token>`; tokens are scoped to one tenant.",
+    )
+    app.state.hub = hub
+    errors.install(app)
+    for module in (health, tenants, ingest, query):
+        app.include_router(module.router)
+    return app

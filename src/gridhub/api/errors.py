@@ -1,0 +1,56 @@
+"""One place that maps gridhub's exception tree to HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gridhub.errors import (
+    Conflict,
+    Forbidden,
+    GridhubError,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    RejectedMessage,
+    StoreUnavailable,
+    Unauthenticated,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: tuple[tuple[type[GridhubError], int], ...] = (
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidRequest, 422),
+    (RejectedMessage, 422),
+    (Overloaded, 503),
+    (StoreUnavailable, 503),
+)
+
+
+def error_response(exc: GridhubError) -> JSONResponse:
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+    body: dict[str, object] = {"error": type(exc).__name__, "detail": str(exc)}
+    headers: dict[str, str] = {}
+    if isinstance(exc, RejectedMessage):
+        body["reason"] = exc.reason.value
+        body["detail"] = exc.detail
+    if isinstance(exc, Overloaded | StoreUnavailable):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, GridhubError):  # registered for GridhubError only
+            raise exc
+        return error_response(exc)
+
+    app.add_exception_handler(GridhubError, handle)

@@ -1,0 +1,118 @@
+"""``gridhub``: serve, demo, simulate, import, deadletter.
+
+Commands that need the data directory (``serve``, ``demo``) own it; the others talk to a running
+hub over HTTP (``--url`` and ``--token``, or ``GRIDHUB_URL`` / ``GRIDHUB_TOKEN``), since DuckDB
+lets one process at a time open its file.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gridhub.cli import demo as demo_cmd
+from gridhub.cli import importer, simulate
+from gridhub.cli.common import api_call, console, err_console, load_settings, setup_logging
+from gridhub.cli.server import ApiServer
+from gridhub.errors import ConfigError
+from gridhub.hub import build_hub
+
+app = typer.Typer(
+    help="gridhub — an open-source data hub for smart grids.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Import historical data.", no_args_is_help=True)
+deadletter_app = typer.Typer(help="Inspect rejected messages.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(deadletter_app, name="deadletter")
+app.command("demo")(demo_cmd.demo)
+app.command("simulate")(simulate.simulate)
+import_app.command("csv")(importer.import_csv)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")
+]
+UrlOpt = Annotated[str, typer.Option("--url", envvar="GRIDHUB_URL", help="hub API base URL")]
+TokenOpt = Annotated[str, typer.Option("--token", envvar="GRIDHUB_TOKEN", help="API token")]
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data directory")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (0: any free port)")] = None,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="external broker, mqtt://host:port; none: embedded")
+    ] = None,
+    log_level: str = "INFO",
+) -> None:
+    """Run the hub: HTTP API and MQTT ingest (an embedded broker unless --mqtt-url is given)."""
+    setup_logging(log_level)
+    settings = load_settings(
+        config, data_dir=data_dir, http_host=host, http_port=port, mqtt_url=mqtt_url
+    )
+    try:
+        hub = build_hub(settings)
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    secret = hub.ensure_admin_token()
+    try:
+        hub.start()
+        server = ApiServer(hub, settings.http_host, settings.http_port)
+    except (OSError, ConnectionError, RuntimeError) as exc:
+        hub.stop()
+        err_console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+    def started() -> None:
+        console.print(f"[bold green]gridhub[/bold green] API  {server.url}  (docs {server.url}/docs)")
+        console.print(f"MQTT ingest  {hub.mqtt_url}  topic gridhub/<tenant>/<hardwareId>/events")
+        console.print(f"data  {settings.db_path.resolve()}")
+        if secret:
+            console.print(
+                "[bold yellow]admin token (shown once, store it now):[/bold yellow] " + secret
+            )
+
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server.server, "should_exit", True))
+    try:
+        server.run(started)
+    finally:
+        hub.stop()
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    url: UrlOpt = "http://127.0.0.1:8480",
+    token: TokenOpt = "",
+    reason: Annotated[str | None, typer.Option(help="only this reason code")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    raw: Annotated[bool, typer.Option(help="print the raw bytes too")] = False,
+) -> None:
+    """List the newest rejected messages of a tenant, with reason and source."""
+    from rich.table import Table
+
+    params: dict[str, str | int] = {"limit": limit}
+    if reason:
+        params["reason"] = reason
+    rows = api_call(
+        "GET", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/deadletters", token, params=params
+    )
+    table = Table(title=f"dead letters of {tenant} (newest first)")
+    for column in ("id", "received", "source", "reason", "detail") + (("raw",) if raw else ()):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = [str(row["id"]), row["received"], row["source"], row["reason"], row["detail"]]
+        table.add_row(*cells, *([row["raw"][:500]] if raw else []))
+    console.print(table)
+    console.print(f"{len(rows)} shown")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,78 @@
+"""Configuration: one validated object, built from the environment and an optional TOML file.
+
+Environment variables use the prefix ``GRIDHUB_`` (``GRIDHUB_HTTP_PORT=8080``); a TOML file given
+with ``--config`` (or ``GRIDHUB_CONFIG``) holds the same keys. Nothing here runs at import time:
+callers build a :class:`Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDHUB_", extra="forbid")
+
+    data_dir: Path = Field(Path("gridhub-data"), description="where the DuckDB file lives")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8480, ge=0, le=65535, description="0 picks a free port")
+    mqtt_url: str | None = Field(
+        None, description="external broker, e.g. mqtt://127.0.0.1:1883; none: embedded broker"
+    )
+    mqtt_client_id: str = "gridhub-ingest"
+    mqtt_topic: str = "gridhub/+/+/events"
+    # limits (N3): every input is bounded
+    max_message_bytes: int = Field(64 * 1024, ge=256, description="one canonical message")
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="one HTTP body")
+    max_batch_messages: int = Field(10_000, ge=1, description="messages in one HTTP batch")
+    max_future_s: float = Field(86_400.0, ge=0, description="how far ahead an eventDate may be")
+    # the pipeline: a bounded buffer between sources and the store's batch writer
+    buffer_rows: int = Field(500_000, ge=1000, description="readings held before backpressure")
+    batch_rows: int = Field(50_000, ge=1, description="most readings in one store write")
+    batch_delay_ms: float = Field(20.0, ge=0, description="longest wait to fill a batch")
+    confirm_timeout_s: float = Field(30.0, gt=0, description="HTTP wait for durability")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "tcp://")):
+            raise ValueError("mqtt_url must look like mqtt://host:port")
+        return value
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gridhub.duckdb"
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from (highest first) ``overrides``, the environment, then ``config_file``."""
+        if config_file is None:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+        class _FromFile(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (
+                    init_settings,
+                    env_settings,
+                    TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+                )
+
+        loaded = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(loaded.model_dump())

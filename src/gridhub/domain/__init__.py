@@ -1,0 +1,1 @@
+"""Pure types and rules of gridhub, without any I/O."""

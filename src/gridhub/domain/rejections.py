@@ -1,0 +1,25 @@
+"""Why an inbound message was rejected: a closed set of stable codes.
+
+Every rejected message is kept in the dead-letter store with one of these codes, and HTTP
+clients receive the same code, so an operator can count and search them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectReason(StrEnum):
+    MALFORMED_JSON = "malformed_json"
+    INVALID_MESSAGE = "invalid_message"  # valid JSON, but not a canonical message shape
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
+    UNKNOWN_IDENTIFIER = "unknown_identifier"
+    WRONG_VALUE_TYPE = "wrong_value_type"
+    NON_FINITE_VALUE = "non_finite_value"
+    BAD_DATE = "bad_date"
+    MISSING_OFFSET = "missing_offset"
+    UNKNOWN_DEVICE = "unknown_device"
+    UNKNOWN_TENANT = "unknown_tenant"
+    OVERSIZED_PAYLOAD = "oversized_payload"
+    TOPIC_MISMATCH = "topic_mismatch"
+    BAD_TOPIC = "bad_topic"

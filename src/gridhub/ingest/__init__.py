@@ -1,0 +1,1 @@
+"""Ingest: sources, pipeline, journal, dead-letter."""

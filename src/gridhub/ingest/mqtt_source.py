@@ -1,0 +1,112 @@
+"""The MQTT source: ``gridhub/<tenant>/<hardwareId>/events`` at QoS 1, confirmed when durable.
+
+The client uses a persistent session (``clean_session=False``, a fixed client id) and paho's
+manual acknowledgement: a PUBACK goes back only after the pipeline has committed the message
+(or its dead letter) to the store. If the hub dies before that, the broker redelivers, and the
+store's dedupe drops what was already written. When the buffer is full, ``on_message`` waits for
+room, which stops paho reading from the socket: the broker holds the backlog, not our memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from gridhub.domain.rejections import RejectReason
+from gridhub.ingest.pipeline import Pipeline, Receipt
+from gridhub.ingest.validate import Envelope
+
+log = logging.getLogger(__name__)
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 1883
+
+
+def topic_parts(topic: str) -> tuple[str, str] | None:
+    """(tenant, hardwareId) of an events topic, or None if the topic is not one."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "gridhub" or parts[3] != "events":
+        return None
+    if not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+class MqttSource:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        url: str,
+        *,
+        client_id: str = "gridhub-ingest",
+        topic: str = "gridhub/+/+/events",
+    ) -> None:
+        self._pipeline = pipeline
+        self.host, self.port = parse_mqtt_url(url)
+        self.url = url
+        self._topic = topic
+        self.connected = threading.Event()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            manual_ack=True,
+        )
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect and subscribe; raise if the broker is not reachable within ``timeout``."""
+        self._client.connect_async(self.host, self.port, keepalive=30)
+        self._client.loop_start()
+        if not self.connected.wait(timeout):
+            self._client.loop_stop()
+            raise ConnectionError(f"MQTT broker {self.url} not reachable within {timeout:g} s")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    reason_code: mqtt.ReasonCode, properties: object) -> None:  # fmt: skip
+        if reason_code.is_failure:
+            log.error("MQTT connect to %s refused: %s", self.url, reason_code)
+            return
+        client.subscribe(self._topic, qos=1)
+        log.info("MQTT ingest subscribed to %s on %s", self._topic, self.url)
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason_code: mqtt.ReasonCode, properties: object) -> None:  # fmt: skip
+        self.connected.clear()
+        if reason_code.is_failure:
+            log.warning("MQTT disconnected from %s: %s; reconnecting", self.url, reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        received_us = time.time_ns() // 1000
+        mid, qos = msg.mid, msg.qos
+
+        def confirm(receipt: Receipt) -> None:
+            if receipt.error is None:
+                client.ack(mid, qos)
+
+        parts = topic_parts(msg.topic)
+        tenant, device = parts if parts is not None else (None, None)
+        env = Envelope(f"mqtt:{msg.topic[:200]}", bytes(msg.payload), tenant, received_us, device)
+        if parts is None:  # not one of ours (a misconfigured subscription): keep it all the same
+            env.problem = (RejectReason.BAD_TOPIC, "topic is not gridhub/<tenant>/<id>/events")
+        try:
+            self._pipeline.submit([env], confirm, timeout=None)
+        except Exception:
+            # Unconfirmed: the broker redelivers after a reconnect, so nothing is lost.
+            log.exception("could not queue MQTT message %s on %s", mid, msg.topic)

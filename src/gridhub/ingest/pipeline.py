@@ -1,0 +1,276 @@
+"""The inbound pipeline: validate → bounded buffer → batch writer → confirm.
+
+Sources (MQTT, HTTP, CSV import, simulator) hand over envelopes together with a callback. The
+envelopes are validated in the caller's thread, then queued in a buffer bounded in readings. One
+writer thread drains the buffer greedily — everything waiting goes into the next store write, so
+batches grow with load and stay small (fast) when the hub is idle — and writes it in one store
+transaction. Only after that commit are the callbacks called: an MQTT source sends its PUBACK, an
+HTTP request gets its 2xx. If the store fails, the writer keeps the batch and retries with backoff
+while the buffer fills; a full buffer makes sources wait (MQTT) or answer 503 (HTTP). Nothing is
+confirmed that is not durable, and nothing is dropped that was confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gridhub.errors import Overloaded, StoreUnavailable
+from gridhub.ingest.metrics import IngestMetrics
+from gridhub.ingest.validate import Envelope, Limits, Prepared, prepare
+from gridhub.storage.base import Store, WriteBatch
+from gridhub.storage.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Receipt:
+    """What happened to a submission, given to its callback once it is durable (or failed)."""
+
+    accepted: int = 0
+    readings: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    error: Exception | None = None  # set when the submission could not be made durable
+
+
+@dataclass(slots=True)
+class _Pending:
+    items: list[Prepared]
+    receipt: Receipt
+    on_done: Callable[[Receipt], None]
+    rows: int
+
+
+class _BoundedBuffer:
+    """A FIFO bounded by the number of rows it holds, not the number of submissions."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.rows = 0
+        self._items: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+
+    def put(self, pending: _Pending, timeout: float | None) -> None:
+        """Queue ``pending``; wait up to ``timeout`` s for room (``None``: as long as needed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            # A submission larger than the whole buffer is let in alone rather than refused.
+            while self.rows and self.rows + pending.rows > self.capacity:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Overloaded(
+                        f"ingest buffer full ({self.rows}/{self.capacity} readings)",
+                        retry_after=1.0,
+                    )
+                self._cond.wait(remaining)
+            self._items.append(pending)
+            self.rows += pending.rows
+            self._cond.notify_all()
+
+    def take(self, max_rows: int, wait: float) -> list[_Pending]:
+        """Everything waiting, up to ``max_rows``; wait up to ``wait`` s for the first item."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(wait)
+            taken: list[_Pending] = []
+            rows = 0
+            while self._items and (not taken or rows + self._items[0].rows <= max_rows):
+                pending = self._items.popleft()
+                taken.append(pending)
+                rows += pending.rows
+            return taken
+
+    def release(self, rows: int) -> None:
+        """Free room once a batch is durable (rows stay counted while being written)."""
+        with self._cond:
+            self.rows -= rows
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        limits: Limits | None = None,
+        buffer_rows: int = 500_000,
+        batch_rows: int = 50_000,
+        batch_delay_s: float = 0.0,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self.limits = limits or Limits()
+        self._buffer = _BoundedBuffer(buffer_rows)
+        self._batch_rows = batch_rows
+        self._batch_delay_s = batch_delay_s
+        self.metrics = metrics or IngestMetrics()
+        self.metrics.buffer_capacity = buffer_rows
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.store_healthy = True
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gridhub-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is buffered (up to ``timeout`` s), then stop the writer."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- submission -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        envelopes: Sequence[Envelope],
+        on_done: Callable[[Receipt], None],
+        *,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Validate and queue envelopes; ``on_done`` runs once all are durable.
+
+        Waits up to ``timeout`` seconds for room in the buffer (``None`` waits as long as needed,
+        which is how MQTT pushes back on the broker) and raises :class:`Overloaded` after that.
+        Returns the receipt that will be passed to ``on_done`` (filled in by then).
+        """
+        if not self.running:
+            raise StoreUnavailable("the ingest pipeline is not running", retry_after=5.0)
+        items = [prepare(env, self._registry, self.limits) for env in envelopes]
+        receipt = Receipt()
+        rows = 0
+        for index, item in enumerate(items):
+            rows += item.rows
+            if item.dead_letter is not None:
+                dl = item.dead_letter
+                receipt.rejected.append(Rejection(index, dl.reason, dl.detail))
+            else:
+                receipt.accepted += 1
+                if item.readings is not None:
+                    receipt.readings += len(item.readings)
+        self.metrics.add(received_messages=len(items))
+        try:
+            self._buffer.put(_Pending(items, receipt, on_done, rows), timeout)
+        except Overloaded:
+            self.metrics.add(overloaded=1)
+            raise
+        self.metrics.buffer_rows = self._buffer.rows
+        return receipt
+
+    def submit_and_wait(self, envelopes: Sequence[Envelope], timeout: float = 60.0) -> Receipt:
+        """Submit and block until durable — for the CLI import, backfill and tests."""
+        done = threading.Event()
+        receipt = self.submit(envelopes, lambda _r: done.set(), timeout=timeout)
+        if not done.wait(timeout):
+            raise StoreUnavailable(f"not durable after {timeout:g} s")
+        if receipt.error is not None:
+            raise receipt.error
+        return receipt
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            taken = self._buffer.take(self._batch_rows, 0.2)
+            if not taken:
+                if self._stop.is_set():
+                    return
+                continue
+            if self._batch_delay_s and sum(p.rows for p in taken) < self._batch_rows:
+                time.sleep(self._batch_delay_s)  # linger: trade latency for larger batches
+                taken += self._buffer.take(
+                    self._batch_rows - sum(p.rows for p in taken), 0.0
+                )
+            self._write(taken)
+
+    def _write(self, taken: list[_Pending]) -> None:
+        batch = self._build(taken)
+        rows = sum(p.rows for p in taken)
+        backoff = 0.1
+        started = time.perf_counter()
+        while True:
+            try:
+                result = self._store.write(batch)
+                self.store_healthy = True
+                break
+            except StoreUnavailable as exc:
+                self.store_healthy = False
+                self.metrics.add(store_errors=1)
+                log.warning("store write failed, retrying in %.1f s: %s", backoff, exc)
+                if self._stop.wait(backoff) and self._stop.is_set():
+                    # stopping: give up on this batch, unconfirmed, so senders will resend
+                    for pending in taken:
+                        pending.receipt.error = exc
+                        pending.on_done(pending.receipt)
+                    self._buffer.release(rows)
+                    return
+                backoff = min(backoff * 2, 5.0)
+        elapsed = time.perf_counter() - started
+        self._buffer.release(rows)
+        self.metrics.add(
+            accepted_messages=sum(p.receipt.accepted for p in taken),
+            stored_readings=result.stored,
+            duplicate_readings=result.duplicates,
+            dead_lettered=result.dead_letters,
+            alerts_stored=result.alerts,
+            acks_stored=result.acks,
+            batches=1,
+        )
+        self.metrics.last_batch_rows = rows
+        self.metrics.last_batch_seconds = elapsed
+        self.metrics.buffer_rows = self._buffer.rows
+        for pending in taken:
+            try:
+                pending.on_done(pending.receipt)
+            except Exception:  # a failing callback must not stop the writer
+                log.exception("ingest confirmation callback failed")
+
+    def _build(self, taken: list[_Pending]) -> WriteBatch:
+        batch = WriteBatch()
+        cols = batch.measurements
+        for pending in taken:
+            for item in pending.items:
+                if item.dead_letter is not None:
+                    batch.dead_letters.append(item.dead_letter)
+                    continue
+                tenant = item.tenant
+                assert tenant is not None and item.device is not None  # set for valid items
+                if tenant not in batch.zones:
+                    batch.zones[tenant] = self._registry.tenant(tenant).timezone
+                if item.readings is not None:
+                    device, update = item.device, item.update_state
+                    for identifier, ts, value in item.readings:
+                        cols.append(tenant, device, identifier, ts, value, update)
+                elif item.alert is not None:
+                    batch.alerts.append(item.alert)
+                elif item.ack is not None:
+                    batch.acks.append(item.ack)
+        return batch

@@ -1,0 +1,1 @@
+"""Storage: the :class:`~gridhub.storage.base.Store` protocol and its backends."""

@@ -1,0 +1,355 @@
+"""The embedded DuckDB backend: zero set-up, one file under the data directory.
+
+One :class:`DuckDBDatabase` owns the file; the :class:`DuckDBStore` (time series) and the
+:class:`~gridhub.storage.duckdb_catalog.DuckDBCatalog` (registry) share it. DuckDB allows one
+writing process per file, so the CLI talks to a running hub over HTTP instead of opening it.
+
+Writes come from the pipeline's single writer thread. Each batch is staged as an Arrow table and
+merged in one transaction: readings already stored (same tenant, device, identifier, ts) are
+dropped by an anti-join restricted to the batch's time span (cheap thanks to DuckDB's min/max
+zone maps on an append-ordered table), the rest are appended, and the 15 min / 1 h / 1 day
+rollups are merged with the new rows' partial aggregates — so late data lands in the right
+bucket and a resent reading is never counted twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from gridhub.domain.timeutil import ROLLUP_RESOLUTIONS, Function, Resolution
+from gridhub.errors import ConfigError, StoreUnavailable
+from gridhub.storage.base import (
+    AlertQuery,
+    Point,
+    SeriesQuery,
+    StateValue,
+    StoredAlert,
+    StoredDeadLetter,
+    WriteBatch,
+    WriteResult,
+)
+from gridhub.storage.schema import migrate
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS = pa.timestamp("us", tz="UTC")
+_STAGING_SCHEMA = pa.schema(
+    [
+        ("tenant", pa.string()),
+        ("device", pa.string()),
+        ("identifier", pa.string()),
+        ("ts", _TS),
+        ("value", pa.float64()),
+        ("update_state", pa.bool_()),
+    ]
+)
+_BUCKET_SQL = {
+    Resolution.QUARTER_HOUR: "time_bucket(INTERVAL '15 minutes', ts)",
+    Resolution.HOUR: "time_bucket(INTERVAL '1 hour', ts, $zone)",
+    Resolution.DAY: "time_bucket(INTERVAL '1 day', ts, $zone)",
+}
+_FUNCTION_SQL = {
+    Function.AVG: "sum / count",
+    Function.MIN: "min",
+    Function.MAX: "max",
+    Function.SUM: "sum",
+    Function.COUNT: "count::DOUBLE",
+    Function.FIRST: "first",
+    Function.LAST: "last",
+}
+_RAW_FUNCTION_SQL = {
+    Function.AVG: "value",
+    Function.MIN: "value",
+    Function.MAX: "value",
+    Function.SUM: "value",
+    Function.COUNT: "1.0",
+    Function.FIRST: "value",
+    Function.LAST: "value",
+}
+
+
+def _dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+class DuckDBDatabase:
+    """The DuckDB file, migrated, with a cursor per calling thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            raise ConfigError(
+                f"cannot open {self.path}: {exc}. Is another gridhub using this data "
+                "directory? Talk to it over HTTP (--url) or stop it first."
+            ) from exc
+        self._con.execute("SET TimeZone = 'UTC'")
+        migrate(self._con)
+        self._local = threading.local()
+        self.write_lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection for the calling thread (DuckDB connections are not shared by threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            cur.execute("SET TimeZone = 'UTC'")
+            self._local.cursor = cur
+        return cur
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class DuckDBStore:
+    """:class:`~gridhub.storage.base.Store` on DuckDB."""
+
+    def __init__(self, db: DuckDBDatabase) -> None:
+        self._db = db
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        with self._db.write_lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN")
+                stored, duplicates = self._write_measurements(cur, batch)
+                self._write_events(cur, batch)
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
+        return WriteResult(
+            stored=stored,
+            duplicates=duplicates,
+            alerts=len(batch.alerts),
+            acks=len(batch.acks),
+            dead_letters=len(batch.dead_letters),
+        )
+
+    def _write_measurements(
+        self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch
+    ) -> tuple[int, int]:
+        cols = batch.measurements
+        if not len(cols):
+            return 0, 0
+        staging = pa.Table.from_arrays(
+            [
+                pa.array(cols.tenant, pa.string()),
+                pa.array(cols.device, pa.string()),
+                pa.array(cols.identifier, pa.string()),
+                pa.array(cols.ts, pa.int64()).cast(_TS),
+                pa.array(cols.value, pa.float64()),
+                pa.array(cols.update_state, pa.bool_()),
+            ],
+            schema=_STAGING_SCHEMA,
+        )
+        cur.register("staging", staging)
+        try:
+            cur.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE fresh AS
+                SELECT s.* FROM (
+                    SELECT DISTINCT ON (tenant, device, identifier, ts) * FROM staging
+                ) s
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM measurements m
+                    WHERE m.ts BETWEEN (SELECT min(ts) FROM staging)
+                                   AND (SELECT max(ts) FROM staging)
+                      AND m.tenant = s.tenant AND m.device = s.device
+                      AND m.identifier = s.identifier AND m.ts = s.ts
+                )
+                """
+            )
+            stored = cur.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
+            cur.execute(
+                "INSERT INTO measurements SELECT tenant, device, identifier, ts, value FROM fresh"
+            )
+            self._merge_rollups(cur, batch.zones)
+            cur.execute(
+                """
+                INSERT INTO state
+                SELECT tenant, device, identifier, arg_max(ts, ts), arg_max(value, ts), now()
+                FROM staging WHERE update_state GROUP BY ALL
+                ON CONFLICT DO UPDATE SET
+                    ts = excluded.ts, value = excluded.value, received = excluded.received
+                WHERE excluded.ts >= state.ts
+                """
+            )
+        finally:
+            cur.unregister("staging")
+        return stored, len(cols) - stored
+
+    def _merge_rollups(self, cur: duckdb.DuckDBPyConnection, zones: dict[str, str]) -> None:
+        tenants_by_zone: dict[str, list[str]] = {}
+        for tenant, zone in zones.items():
+            tenants_by_zone.setdefault(zone, []).append(tenant)
+        for resolution in ROLLUP_RESOLUTIONS:
+            table = resolution.rollup_table
+            bucket = _BUCKET_SQL[resolution]
+            groups = (
+                [("UTC", None)]
+                if resolution is Resolution.QUARTER_HOUR
+                else [(z, t) for z, t in tenants_by_zone.items()]
+            )
+            for zone, tenants in groups:
+                where = "" if tenants is None else "WHERE list_contains($tenants, tenant)"
+                params: dict[str, object] = {}
+                if "$zone" in bucket:
+                    params["zone"] = zone
+                if tenants is not None:
+                    params["tenants"] = tenants
+                cur.execute(
+                    f"""
+                    INSERT INTO {table}
+                    SELECT tenant, device, identifier, {bucket} AS bucket,
+                           count(*), sum(value), min(value), max(value),
+                           min(ts), arg_min(value, ts), max(ts), arg_max(value, ts)
+                    FROM fresh {where}
+                    GROUP BY ALL
+                    ON CONFLICT DO UPDATE SET
+                        count = {table}.count + excluded.count,
+                        sum = {table}.sum + excluded.sum,
+                        min = least({table}.min, excluded.min),
+                        max = greatest({table}.max, excluded.max),
+                        first = CASE WHEN excluded.first_ts < {table}.first_ts
+                                     THEN excluded.first ELSE {table}.first END,
+                        first_ts = least({table}.first_ts, excluded.first_ts),
+                        last = CASE WHEN excluded.last_ts > {table}.last_ts
+                                    THEN excluded.last ELSE {table}.last END,
+                        last_ts = greatest({table}.last_ts, excluded.last_ts)
+                    """,
+                    params,
+                )
+
+    def _write_events(self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch) -> None:
+        if batch.alerts:
+            cur.executemany(
+                "INSERT INTO alerts VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, ?, ?,"
+                " make_timestamp(?)::TIMESTAMPTZ)",
+                [
+                    (a.tenant, a.device, a.ts, a.type, a.level, a.message, a.metadata, a.received)
+                    for a in batch.alerts
+                ],
+            )
+        if batch.acks:
+            cur.executemany(
+                "INSERT INTO acks VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, make_timestamp(?)::TIMESTAMPTZ)",
+                [
+                    (a.tenant, a.device, a.ts, a.originating_event_id, a.response, a.received)
+                    for a in batch.acks
+                ],
+            )
+        if batch.dead_letters:
+            cur.executemany(
+                "INSERT INTO dead_letters (tenant, source, received, reason, detail, raw)"
+                " VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, ?)",
+                [
+                    (d.tenant, d.source, d.received, d.reason, d.detail, d.raw)
+                    for d in batch.dead_letters
+                ],
+            )
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def series(self, query: SeriesQuery, zone: str) -> list[Point]:
+        params: dict[str, object] = {
+            "tenant": query.tenant,
+            "device": query.device,
+            "identifier": query.identifier,
+            "start": query.start,
+            "end": query.end,
+            "limit": query.limit,
+        }
+        if query.resolution is Resolution.RAW:
+            sql = f"""
+                SELECT epoch_us(ts), {_RAW_FUNCTION_SQL[query.function]} FROM measurements
+                WHERE tenant = $tenant AND device = $device AND identifier = $identifier
+                  AND ts >= $start AND ts < $end
+                ORDER BY ts LIMIT $limit
+            """
+        else:
+            sql = f"""
+                SELECT epoch_us(bucket), {_FUNCTION_SQL[query.function]}
+                FROM {query.resolution.rollup_table}
+                WHERE tenant = $tenant AND device = $device AND identifier = $identifier
+                  AND bucket >= $start AND bucket < $end
+                ORDER BY bucket LIMIT $limit
+            """
+        rows = self._read(sql, params)
+        return [Point(_dt(us), value) for us, value in rows]
+
+    def latest(self, tenant: str, device: str) -> list[StateValue]:
+        rows = self._read(
+            "SELECT identifier, epoch_us(ts), value, epoch_us(received) FROM state"
+            " WHERE tenant = ? AND device = ? ORDER BY identifier",
+            [tenant, device],
+        )
+        return [StateValue(i, _dt(ts), v, _dt(r)) for i, ts, v, r in rows]
+
+    def alerts(self, query: AlertQuery) -> list[StoredAlert]:
+        clauses = ["tenant = $tenant"]
+        params: dict[str, object] = {"tenant": query.tenant, "limit": query.limit}
+        for column, value, op in (
+            ("device", query.device, "="),
+            ("level", query.level, "="),
+            ("ts", query.start, ">="),
+            ("ts", query.end, "<"),
+        ):
+            if value is not None:
+                key = f"p{len(params)}"
+                clauses.append(f"{column} {op} ${key}")
+                params[key] = value
+        rows = self._read(
+            "SELECT device, epoch_us(ts), type, level, message, metadata, epoch_us(received)"
+            f" FROM alerts WHERE {' AND '.join(clauses)} ORDER BY ts DESC LIMIT $limit",
+            params,
+        )
+        return [
+            StoredAlert(d, _dt(ts), t, lvl, msg, meta, _dt(rec))
+            for d, ts, t, lvl, msg, meta, rec in rows
+        ]
+
+    def dead_letters(
+        self, tenant: str | None, limit: int = 100, reason: str | None = None
+    ) -> list[StoredDeadLetter]:
+        clauses = ["true"]
+        params: dict[str, object] = {"limit": limit}
+        if tenant is not None:
+            clauses.append("tenant = $tenant")
+            params["tenant"] = tenant
+        if reason is not None:
+            clauses.append("reason = $reason")
+            params["reason"] = reason
+        rows = self._read(
+            "SELECT id, tenant, source, epoch_us(received), reason, detail, raw FROM dead_letters"
+            f" WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT $limit",
+            params,
+        )
+        return [
+            StoredDeadLetter(i, t, s, _dt(r), reason_, d, bytes(raw))
+            for i, t, s, r, reason_, d, raw in rows
+        ]
+
+    def ping(self) -> None:
+        self._read("SELECT 1", [])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _read(self, sql: str, params: object) -> list[tuple]:  # type: ignore[type-arg]
+        try:
+            return self._db.cursor().execute(sql, params).fetchall()
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"DuckDB read failed: {exc}") from exc

@@ -1,0 +1,134 @@
+"""DuckDB schema, versioned. Each migration runs once, in order, inside a transaction."""
+
+from __future__ import annotations
+
+import duckdb
+
+_ROLLUP = """
+CREATE TABLE IF NOT EXISTS {name} (
+    tenant VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    identifier VARCHAR NOT NULL,
+    bucket TIMESTAMPTZ NOT NULL,
+    count BIGINT NOT NULL,
+    sum DOUBLE NOT NULL,
+    min DOUBLE NOT NULL,
+    max DOUBLE NOT NULL,
+    first_ts TIMESTAMPTZ NOT NULL,
+    first DOUBLE NOT NULL,
+    last_ts TIMESTAMPTZ NOT NULL,
+    last DOUBLE NOT NULL,
+    PRIMARY KEY (tenant, device, identifier, bucket)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: time series, events, dead letters
+    """
+    CREATE TABLE IF NOT EXISTS measurements (
+        tenant VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        identifier VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        value DOUBLE NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS state (
+        tenant VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        identifier VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        value DOUBLE NOT NULL,
+        received TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tenant, device, identifier)
+    );
+    CREATE TABLE IF NOT EXISTS alerts (
+        tenant VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        type VARCHAR NOT NULL,
+        level VARCHAR NOT NULL,
+        message VARCHAR NOT NULL,
+        metadata VARCHAR NOT NULL,
+        received TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS acks (
+        tenant VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        originating_event_id VARCHAR NOT NULL,
+        response VARCHAR NOT NULL,
+        received TIMESTAMPTZ NOT NULL
+    );
+    CREATE SEQUENCE IF NOT EXISTS dead_letter_ids;
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id BIGINT PRIMARY KEY DEFAULT nextval('dead_letter_ids'),
+        tenant VARCHAR,
+        source VARCHAR NOT NULL,
+        received TIMESTAMPTZ NOT NULL,
+        reason VARCHAR NOT NULL,
+        detail VARCHAR NOT NULL,
+        raw BLOB NOT NULL
+    );
+    """
+    + _ROLLUP.format(name="rollup_15m")
+    + _ROLLUP.format(name="rollup_1h")
+    + _ROLLUP.format(name="rollup_1d"),
+    # 2: the registry
+    """
+    CREATE TABLE IF NOT EXISTS tenants (
+        id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        timezone VARCHAR NOT NULL,
+        unknown_devices VARCHAR NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS sites (
+        tenant VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        location VARCHAR NOT NULL,
+        pilot_phase VARCHAR NOT NULL,
+        experiment VARCHAR NOT NULL,
+        appliance_types VARCHAR[] NOT NULL,
+        has_pv BOOLEAN NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE IF NOT EXISTS devices (
+        tenant VARCHAR NOT NULL,
+        hardware_id VARCHAR NOT NULL,
+        device_type VARCHAR NOT NULL,
+        site VARCHAR,
+        name VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, hardware_id)
+    );
+    CREATE TABLE IF NOT EXISTS identifiers (
+        tenant VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        unit VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE IF NOT EXISTS tokens (
+        id VARCHAR PRIMARY KEY,
+        hash VARCHAR NOT NULL UNIQUE,
+        tenant VARCHAR,
+        role VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        revoked BOOLEAN NOT NULL
+    );
+    """,
+)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring a DuckDB database to the newest schema; return its version."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    current = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 0
+    for number, ddl in enumerate(MIGRATIONS, start=1):
+        if number <= current:
+            continue
+        con.execute("BEGIN")
+        con.execute(ddl)
+        con.execute("INSERT INTO schema_version VALUES (?)", [number])
+        con.execute("COMMIT")
+        current = number
+    return current

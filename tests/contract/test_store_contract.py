@@ -1,0 +1,187 @@
+"""The Store contract: every backend must pass this suite unchanged.
+
+Backends are listed in ``BACKENDS``; PostgreSQL joins here when it lands.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gridhub.domain.timeutil import Function, Resolution
+from gridhub.domain.validation import to_us
+from gridhub.storage.base import (
+    AlertQuery,
+    AlertRecord,
+    DeadLetter,
+    SeriesQuery,
+    Store,
+    WriteBatch,
+)
+from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
+
+BRUSSELS = "Europe/Brussels"
+P = "electricity.power.active.consumed.total"
+
+
+def _duckdb(tmp_path: Path) -> Store:
+    return DuckDBStore(DuckDBDatabase(tmp_path / "contract.duckdb"))
+
+
+BACKENDS: dict[str, Callable[[Path], Store]] = {"duckdb": _duckdb}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s = BACKENDS[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+def batch_of(rows: list[tuple[str, str, str, datetime, float]], update: bool = False) -> WriteBatch:
+    batch = WriteBatch(zones={t: BRUSSELS for t, *_ in rows})
+    for tenant, device, ident, ts, value in rows:
+        batch.measurements.append(tenant, device, ident, to_us(ts), value, update)
+    return batch
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def q(store: Store, start: datetime, end: datetime, res: Resolution, fn: Function,
+      tenant: str = "t1", device: str = "d1") -> list[tuple[datetime, float]]:  # fmt: skip
+    points = store.series(SeriesQuery(tenant, device, P, start, end, res, fn), BRUSSELS)
+    return [(p.ts, p.value) for p in points]
+
+
+def test_raw_round_trip_and_range(store: Store) -> None:
+    t0 = utc(2026, 11, 20, 0)
+    rows = [("t1", "d1", P, t0 + timedelta(minutes=15 * i), float(i)) for i in range(8)]
+    result = store.write(batch_of(rows))
+    assert (result.stored, result.duplicates) == (8, 0)
+    got = q(store, t0 + timedelta(minutes=15), t0 + timedelta(minutes=60), Resolution.RAW,
+            Function.AVG)  # fmt: skip
+    assert got == [(t0 + timedelta(minutes=15 * i), float(i)) for i in (1, 2, 3)]
+
+
+def test_duplicates_dropped_within_and_across_batches(store: Store) -> None:
+    t0 = utc(2026, 11, 20, 0)
+    row = ("t1", "d1", P, t0, 1.0)
+    first = store.write(batch_of([row, row, ("t1", "d1", P, t0 + timedelta(minutes=15), 2.0)]))
+    assert (first.stored, first.duplicates) == (2, 1)
+    again = store.write(batch_of([row]))
+    assert (again.stored, again.duplicates) == (0, 1)
+    day = q(store, utc(2026, 11, 19), utc(2026, 11, 21), Resolution.DAY, Function.COUNT)
+    assert sum(v for _, v in day) == 2  # the rollups did not count the duplicates either
+
+
+def test_rollups_match_raw_with_late_data(store: Store) -> None:
+    rng = random.Random(7)
+    t0 = utc(2026, 11, 20, 0)
+    rows = [
+        ("t1", "d1", P, t0 + timedelta(seconds=rng.randrange(0, 3 * 86400)), rng.uniform(-5, 5))
+        for _ in range(3000)
+    ]
+    rows = list({r[3]: r for r in rows}.values())  # unique timestamps
+    half = len(rows) // 2
+    late_first = sorted(rows, key=lambda r: r[3], reverse=True)  # newest first, late data after
+    store.write(batch_of(late_first[:half]))
+    store.write(batch_of(late_first[half:]))
+    zone = ZoneInfo(BRUSSELS)
+    start, end = utc(2026, 11, 19), utc(2026, 11, 24)
+    for res, key in (
+        (Resolution.QUARTER_HOUR, lambda ts: ts.replace(minute=ts.minute // 15 * 15, second=0)),
+        (Resolution.HOUR, lambda ts: ts.astimezone(zone).replace(minute=0, second=0)),
+        (Resolution.DAY, lambda ts: ts.astimezone(zone).replace(hour=0, minute=0, second=0)),
+    ):
+        buckets: dict[datetime, list[tuple[datetime, float]]] = {}
+        for _t, _d, _i, ts, value in rows:
+            buckets.setdefault(key(ts), []).append((ts, value))
+        expected = {
+            Function.COUNT: {b: float(len(v)) for b, v in buckets.items()},
+            Function.SUM: {b: sum(x for _, x in v) for b, v in buckets.items()},
+            Function.AVG: {b: sum(x for _, x in v) / len(v) for b, v in buckets.items()},
+            Function.MIN: {b: min(x for _, x in v) for b, v in buckets.items()},
+            Function.MAX: {b: max(x for _, x in v) for b, v in buckets.items()},
+            Function.FIRST: {b: min(v)[1] for b, v in buckets.items()},
+            Function.LAST: {b: max(v)[1] for b, v in buckets.items()},
+        }
+        for fn, want in expected.items():
+            got = dict(q(store, start, end, res, fn))
+            assert set(got) == set(want), (res, fn)
+            for bucket, value in want.items():
+                assert got[bucket] == pytest.approx(value, rel=1e-9, abs=1e-9), (res, fn, bucket)
+
+
+def test_day_buckets_follow_the_tenant_zone_across_dst(store: Store) -> None:
+    zone = ZoneInfo(BRUSSELS)
+    start = datetime(2026, 3, 29, tzinfo=zone)  # spring forward: 23 hours
+    end = datetime(2026, 3, 30, tzinfo=zone)
+    rows, ts = [], start.astimezone(UTC)
+    while ts < end:
+        rows.append(("t1", "d1", P, ts, 1.0))
+        ts += timedelta(minutes=15)
+    store.write(batch_of(rows))
+    assert len(rows) == 92
+    quarter = q(store, start, end, Resolution.QUARTER_HOUR, Function.SUM)
+    assert len(quarter) == 92
+    assert q(store, start, end, Resolution.DAY, Function.COUNT) == [(start, 92.0)]
+    assert len(q(store, start, end, Resolution.HOUR, Function.SUM)) == 23
+
+
+def test_tenants_and_devices_do_not_mix(store: Store) -> None:
+    t0 = utc(2026, 11, 20)
+    store.write(batch_of([("t1", "d1", P, t0, 1.0), ("t2", "d1", P, t0, 2.0),
+                          ("t1", "d2", P, t0, 3.0)]))  # fmt: skip
+    end = t0 + timedelta(hours=1)
+    assert q(store, t0, end, Resolution.RAW, Function.AVG) == [(t0, 1.0)]
+    assert q(store, t0, end, Resolution.RAW, Function.AVG, tenant="t2") == [(t0, 2.0)]
+    assert q(store, t0, end, Resolution.RAW, Function.AVG, device="d2") == [(t0, 3.0)]
+    assert q(store, t0, end, Resolution.RAW, Function.AVG, tenant="t3") == []
+
+
+def test_latest_state_only_moves_forward(store: Store) -> None:
+    t0 = utc(2026, 11, 20)
+    store.write(batch_of([("t1", "d1", P, t0 + timedelta(hours=2), 5.0)], update=True))
+    store.write(batch_of([("t1", "d1", P, t0 + timedelta(hours=1), 4.0)], update=True))  # late
+    store.write(batch_of([("t1", "d1", "electricity.frequency", t0, 50.0)], update=False))
+    state = store.latest("t1", "d1")
+    assert [(s.identifier, s.ts, s.value) for s in state] == [(P, t0 + timedelta(hours=2), 5.0)]
+    assert store.latest("t2", "d1") == []
+
+
+def test_alerts_filtered(store: Store) -> None:
+    t0 = to_us(utc(2026, 11, 20))
+    alerts = [
+        AlertRecord("t1", "d1", t0, "last.gasp", "Critical", "power lost", "{}", t0),
+        AlertRecord("t1", "d2", t0 + 1_000_000, "max.power", "Warning", "", "{}", t0),
+        AlertRecord("t2", "d1", t0, "last.gasp", "Critical", "", "{}", t0),
+    ]
+    store.write(WriteBatch(alerts=alerts))
+    assert [a.device for a in store.alerts(AlertQuery("t1"))] == ["d2", "d1"]
+    assert [a.type for a in store.alerts(AlertQuery("t1", level="Critical"))] == ["last.gasp"]
+    assert [a.device for a in store.alerts(AlertQuery("t1", device="d2"))] == ["d2"]
+    later = utc(2026, 11, 20, 0, 0, 1)
+    assert [a.device for a in store.alerts(AlertQuery("t1", start=later))] == ["d2"]
+    assert len(store.alerts(AlertQuery("t2"))) == 1
+
+
+def test_dead_letters_keep_raw_bytes(store: Store) -> None:
+    raw = b'\xff{"broken": \x00'
+    now = to_us(utc(2026, 11, 20))
+    store.write(WriteBatch(dead_letters=[
+        DeadLetter("t1", "mqtt:gridhub/t1/d1/events", now, "malformed_json", "bad", raw),
+        DeadLetter(None, "mqtt:elsewhere", now, "bad_topic", "not ours", b"x"),
+    ]))  # fmt: skip
+    mine = store.dead_letters("t1")
+    assert [(d.reason, d.raw, d.source) for d in mine] == [
+        ("malformed_json", raw, "mqtt:gridhub/t1/d1/events")
+    ]
+    assert len(store.dead_letters(None)) == 2
+    assert store.dead_letters("t1", reason="bad_topic") == []
