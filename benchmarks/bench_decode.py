@@ -9,7 +9,7 @@ Both sides do the same work on the same bytes: parse the JSON, tell the message 
 each value to be a finite number but not a bool, require ``eventDate`` to carry an offset (and
 lie after 1970 and at most a day ahead), and produce the readings
 ``(identifier, µs since the epoch, value)``. The msgspec side is the real code
-(:func:`gridhub.domain.messages.decode` then :func:`gridhub.domain.validation.measurement_readings`);
+(``gridhub.domain.messages.decode``, then ``gridhub.domain.validation.measurement_readings``);
 the pydantic side is the idiomatic equivalent (a discriminated union on ``type``,
 ``model_validate_json``, the registry passed as validation context). Before timing, both are
 shown to accept and refuse the same messages.
@@ -31,7 +31,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -147,29 +147,26 @@ class PAcknowledge(BaseModel):
 
 
 class PInbound(RootModel[Any]):
-    root: Annotated[
-        PDeviceMeasurements | PDeviceAlert | PAcknowledge, Field(discriminator="type")
-    ]
+    root: Annotated[PDeviceMeasurements | PDeviceAlert | PAcknowledge, Field(discriminator="type")]
 
 
 # --- the two paths under test ------------------------------------------------------------------
 
-Path_ = Callable[[Sequence[bytes], IdentifierRegistry, int], int]
 
-
-def run_msgspec(raws: Sequence[bytes], identifiers: IdentifierRegistry, received_us: int) -> int:
-    """gridhub's own path; returns the number of readings so no work can be skipped."""
-    count = 0
-    for raw in raws:
-        message = decode(raw)
-        if type(message) is DeviceMeasurements:
-            count += len(measurement_readings(message, identifiers, received_us))
-    return count
+def msgspec_readings(
+    raw: bytes, identifiers: IdentifierRegistry, received_us: int
+) -> list[Reading] | None:
+    """gridhub's own path: the readings of a measurements message, None for other types."""
+    message = decode(raw)
+    if type(message) is not DeviceMeasurements:
+        return None
+    return measurement_readings(message, identifiers, received_us)
 
 
 def pydantic_readings(
     raw: bytes, identifiers: IdentifierRegistry, received_us: int
 ) -> list[Reading] | None:
+    """The same job with the pydantic models above."""
     context = {"identifiers": identifiers, "received_us": received_us}
     message = PInbound.model_validate_json(raw, context=context).root
     if type(message) is not PDeviceMeasurements:
@@ -179,41 +176,156 @@ def pydantic_readings(
     return [(name, ts, value) for name, value in request.measurements.items()]
 
 
-def run_pydantic(raws: Sequence[bytes], identifiers: IdentifierRegistry, received_us: int) -> int:
-    count = 0
-    validate = PInbound.model_validate_json
-    context = {"identifiers": identifiers, "received_us": received_us}
-    for raw in raws:
-        message = validate(raw, context=context).root
-        if type(message) is PDeviceMeasurements:
-            request = message.request
-            ts = received_us if request.eventDate is None else to_us(request.eventDate)
-            count += len([(name, ts, value) for name, value in request.measurements.items()])
-    return count
+ReadingsOf = Callable[[bytes, IdentifierRegistry, int], "list[Reading] | None"]
+PATHS: dict[str, ReadingsOf] = {"msgspec": msgspec_readings, "pydantic": pydantic_readings}
 
 
 # --- messages ----------------------------------------------------------------------------------
 
 
 def make_messages(count: int, readings: int, seed: int = 2016) -> list[bytes]:
-    """Distinct meter messages: 500 meters, quarter-hour eventDates with an offset."""
+    """Distinct meter messages: 500 meters, quarter-hour eventDates at +02:00, as in seed 002."""
     rng = random.Random(seed)
-    start = datetime(2024, 5, 1, tzinfo=UTC)
-    offset = timedelta(hours=2)
+    start = datetime(2024, 5, 1, tzinfo=timezone(timedelta(hours=2)))
     names = METER_IDENTIFIERS[:readings]
     result = []
     for i in range(count):
-        moment = (start + timedelta(minutes=15 * (i // 500))).astimezone(
-            datetime.now(UTC).astimezone().tzinfo if False else _FIXED_ZONE
-        )
+        moment = start + timedelta(minutes=15 * (i // 500))
         measurements = {name: round(rng.uniform(0.0, 9.0), 3) for name in names}
-        if "electricity.frequency" in measurements:
-            measurements["electricity.frequency"] = round(rng.uniform(49.9, 50.1), 3)
         request = MeasurementsRequest(
             measurements=measurements,
             updateState=True,
             eventDate=moment.isoformat(timespec="milliseconds"),
         )
-        result.append(encode(DeviceMeasurements(hardwareId=f"meter-{i % 500:05d}", request=request)))
-    del offset
+        message = DeviceMeasurements(hardwareId=f"meter-{i % 500:05d}", request=request)
+        result.append(encode(message))
     return result
+
+
+# Messages both paths must refuse: each check named in the module docstring, once.
+_MUST_REFUSE = {
+    "unknown identifier": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.nonsense":1.0},"eventDate":"2024-05-01T10:00:00+02:00"}}',
+    "bool value": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":true}}}',
+    "string value": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":"50"}}}',
+    "number beyond float": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":1e999}}}',
+    "date without offset": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":50.0},"eventDate":"2024-05-01T10:00:00"}}',
+    "not a date": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":50.0},"eventDate":"yesterday"}}',
+    "date before 1970": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":50.0},"eventDate":"1969-12-31T23:00:00Z"}}',
+    "no measurements": b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{}}}',
+    "unknown type": b'{"type":"DeviceGossip","hardwareId":"m","request":{}}',
+    "malformed JSON": b'{"type":"DeviceMeasurements",',
+}
+_MUST_ACCEPT = [
+    b'{"type":"DeviceMeasurements","hardwareId":"m","request":'
+    b'{"measurements":{"electricity.frequency":50}}}',  # an integer is a number
+    b'{"type":"DeviceAlert","hardwareId":"m","request":{"type":"lastGasp","level":"Critical"}}',
+    b'{"type":"Acknowledge","hardwareId":"m","request":{"originatingEventId":"c-1"}}',
+]
+
+
+def check_equivalence(
+    samples: Sequence[bytes], identifiers: IdentifierRegistry, received_us: int
+) -> None:
+    """Refuse to time two paths that do not do the same job."""
+    for raw in [*samples, *_MUST_ACCEPT]:
+        expected = msgspec_readings(raw, identifiers, received_us)
+        got = pydantic_readings(raw, identifiers, received_us)
+        if expected != got:
+            raise SystemExit(f"the paths disagree on {raw[:80]!r}: {expected} vs {got}")
+    for case, raw in _MUST_REFUSE.items():
+        for name, readings_of in PATHS.items():
+            try:
+                readings_of(raw, identifiers, received_us)
+            except (RejectedMessage, ValidationError):
+                continue
+            raise SystemExit(f"{name} accepts a message with {case}: {raw!r}")
+
+
+def run(
+    readings_of: ReadingsOf,
+    raws: Sequence[bytes],
+    identifiers: IdentifierRegistry,
+    received_us: int,
+) -> int:
+    """One pass; counts the readings so that no work can be skipped."""
+    count = 0
+    for raw in raws:
+        readings = readings_of(raw, identifiers, received_us)
+        if readings is not None:
+            count += len(readings)
+    return count
+
+
+def best_us_per_message(
+    readings_of: ReadingsOf,
+    raws: Sequence[bytes],
+    identifiers: IdentifierRegistry,
+    received_us: int,
+    runs: int,
+) -> float:
+    """Best of ``runs`` passes, in µs per message."""
+    best = float("inf")
+    for _ in range(runs):
+        gc.collect()
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            run(readings_of, raws, identifiers, received_us)
+            elapsed = time.perf_counter() - started
+        finally:
+            gc.enable()
+        best = min(best, elapsed)
+    return best / len(raws) * 1e6
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--messages", type=int, default=200_000, help="messages per pass")
+    parser.add_argument("--runs", type=int, default=5, help="passes; the best one counts")
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", *(sys.argv if argv is None else ["bench_decode.py", *argv])])
+
+    identifiers = IdentifierRegistry()
+    received_us = to_us(datetime.now(UTC))
+    figures: dict[str, dict[str, Any]] = {}
+    rows: list[tuple[int, float, float]] = []
+    for readings in READINGS_PER_MESSAGE:
+        raws = make_messages(args.messages, readings)
+        check_equivalence(raws[:200], identifiers, received_us)
+        us = {
+            name: best_us_per_message(readings_of, raws, identifiers, received_us, args.runs)
+            for name, readings_of in PATHS.items()
+        }
+        for name, value in us.items():
+            figures[f"decode_validate_us_{name}_{readings}"] = {
+                "value": round(value, 3),
+                "unit": "µs/msg",
+                "command": command,
+            }
+        rows.append((readings, us["msgspec"], us["pydantic"]))
+
+    print(
+        f"decode + validate, best of {args.runs} passes over {args.messages:,} messages "
+        f"(Python {sys.version.split()[0]}, msgspec {msgspec.__version__}, "
+        f"pydantic {pydantic.VERSION})"
+    )
+    print(f"{'readings':>8}  {'msgspec µs/msg':>14}  {'pydantic µs/msg':>15}  {'ratio':>6}")
+    for readings, fast, slow in rows:
+        print(f"{readings:>8}  {fast:>14.2f}  {slow:>15.2f}  {slow / fast:>5.1f}x")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

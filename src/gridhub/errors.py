@@ -3,15 +3,15 @@
 ::
 
     GridhubError
-    ├── ConfigError              settings that cannot work (bad path, default secret outside demo)
+    ├── ConfigError              settings that cannot work (bad path, data dir in use)
     ├── RejectedMessage          an inbound message that fails validation; carries a RejectReason
-    ├── NotFound                 a tenant, device, site or token that does not exist (for the caller)
+    ├── NotFound                 a tenant, device, site or token unknown (to the caller)
     ├── Conflict                 creating something that already exists
-    ├── InvalidRequest           a well-formed request with values we cannot use (bad range, CSV row)
+    ├── InvalidRequest           well-formed, but values we cannot use (bad range, CSV row)
     ├── AccessDenied
     │   ├── Unauthenticated      missing, unknown or revoked token → 401
     │   └── Forbidden            a valid token outside its scope → 403
-    ├── Overloaded               the ingest buffer is full; retry after ``retry_after`` seconds → 503
+    ├── Overloaded               the ingest buffer is full; retry after ``retry_after`` s → 503
     └── StoreUnavailable         the store cannot be reached or written right now → 503
 
 API routes map these to HTTP status codes in one place (``api/errors.py``); nothing else

@@ -54,9 +54,11 @@ class Hub:
             self.broker.start()
             url = self.broker.url
         self.mqtt = MqttSource(
-            self.pipeline, url, client_id=self.settings.mqtt_client_id,
+            self.pipeline,
+            url,
+            client_id=self.settings.mqtt_client_id,
             topic=self.settings.mqtt_topic,
-        )  # fmt: skip
+        )
         self.mqtt.start()
 
     @property

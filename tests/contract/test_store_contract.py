@@ -54,8 +54,15 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
-def q(store: Store, start: datetime, end: datetime, res: Resolution, fn: Function,
-      tenant: str = "t1", device: str = "d1") -> list[tuple[datetime, float]]:  # fmt: skip
+def q(
+    store: Store,
+    start: datetime,
+    end: datetime,
+    res: Resolution,
+    fn: Function,
+    tenant: str = "t1",
+    device: str = "d1",
+) -> list[tuple[datetime, float]]:
     points = store.series(SeriesQuery(tenant, device, P, start, end, res, fn), BRUSSELS)
     return [(p.ts, p.value) for p in points]
 
@@ -65,8 +72,9 @@ def test_raw_round_trip_and_range(store: Store) -> None:
     rows = [("t1", "d1", P, t0 + timedelta(minutes=15 * i), float(i)) for i in range(8)]
     result = store.write(batch_of(rows))
     assert (result.stored, result.duplicates) == (8, 0)
-    got = q(store, t0 + timedelta(minutes=15), t0 + timedelta(minutes=60), Resolution.RAW,
-            Function.AVG)  # fmt: skip
+    got = q(
+        store, t0 + timedelta(minutes=15), t0 + timedelta(minutes=60), Resolution.RAW, Function.AVG
+    )
     assert got == [(t0 + timedelta(minutes=15 * i), float(i)) for i in (1, 2, 3)]
 
 
@@ -137,8 +145,9 @@ def test_day_buckets_follow_the_tenant_zone_across_dst(store: Store) -> None:
 
 def test_tenants_and_devices_do_not_mix(store: Store) -> None:
     t0 = utc(2026, 11, 20)
-    store.write(batch_of([("t1", "d1", P, t0, 1.0), ("t2", "d1", P, t0, 2.0),
-                          ("t1", "d2", P, t0, 3.0)]))  # fmt: skip
+    store.write(
+        batch_of([("t1", "d1", P, t0, 1.0), ("t2", "d1", P, t0, 2.0), ("t1", "d2", P, t0, 3.0)])
+    )
     end = t0 + timedelta(hours=1)
     assert q(store, t0, end, Resolution.RAW, Function.AVG) == [(t0, 1.0)]
     assert q(store, t0, end, Resolution.RAW, Function.AVG, tenant="t2") == [(t0, 2.0)]
@@ -175,10 +184,14 @@ def test_alerts_filtered(store: Store) -> None:
 def test_dead_letters_keep_raw_bytes(store: Store) -> None:
     raw = b'\xff{"broken": \x00'
     now = to_us(utc(2026, 11, 20))
-    store.write(WriteBatch(dead_letters=[
-        DeadLetter("t1", "mqtt:gridhub/t1/d1/events", now, "malformed_json", "bad", raw),
-        DeadLetter(None, "mqtt:elsewhere", now, "bad_topic", "not ours", b"x"),
-    ]))  # fmt: skip
+    store.write(
+        WriteBatch(
+            dead_letters=[
+                DeadLetter("t1", "mqtt:gridhub/t1/d1/events", now, "malformed_json", "bad", raw),
+                DeadLetter(None, "mqtt:elsewhere", now, "bad_topic", "not ours", b"x"),
+            ]
+        )
+    )
     mine = store.dead_letters("t1")
     assert [(d.reason, d.raw, d.source) for d in mine] == [
         ("malformed_json", raw, "mqtt:gridhub/t1/d1/events")

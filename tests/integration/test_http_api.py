@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import Api, seed_tenant
 
 from gridhub.hub import Hub
+from helpers import Api, seed_tenant
 
 pytestmark = pytest.mark.integration
 P = "electricity.power.active.consumed.total"
@@ -25,8 +25,9 @@ def measurement(device: str, values: dict[str, object], when: str | None) -> dic
 
 def day_of_quarters(device: str, day: date, zone: ZoneInfo = BRUSSELS) -> list[dict[str, object]]:
     start = datetime.combine(day, datetime.min.time(), tzinfo=zone).astimezone(ZoneInfo("UTC"))
-    end = datetime.combine(day + timedelta(days=1), datetime.min.time(),
-                           tzinfo=zone).astimezone(ZoneInfo("UTC"))  # fmt: skip
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone).astimezone(
+        ZoneInfo("UTC")
+    )
     out, ts, i = [], start, 0
     while ts < end:
         out.append(measurement(device, {P: 0.1 * i}, ts.isoformat()))
@@ -49,8 +50,12 @@ def test_health_needs_no_token_and_api_does(api: Api) -> None:
 
 def test_openapi_documents_the_routes(api: Api) -> None:
     paths = api.admin.get("/openapi.json").json()["paths"]
-    for path in ("/api/v1/tenants/{tenant}/events", "/api/v1/tenants/{tenant}/devices/{device}/series",
-                 "/api/v1/tenants/{tenant}/devices/{device}/state", "/api/v1/tenants/{tenant}/alerts"):  # fmt: skip
+    for path in (
+        "/api/v1/tenants/{tenant}/events",
+        "/api/v1/tenants/{tenant}/devices/{device}/series",
+        "/api/v1/tenants/{tenant}/devices/{device}/state",
+        "/api/v1/tenants/{tenant}/alerts",
+    ):
         assert path in paths
 
 
@@ -58,7 +63,9 @@ def test_ingest_then_query_a_day_of_96_quarter_hours(hub: Hub, api: Api) -> None
     token = seed_tenant(hub)
     client = api.client(token)
     day = date(2026, 11, 20)
-    response = client.post("/api/v1/tenants/linear/events", json=day_of_quarters("hh001-meter", day))
+    response = client.post(
+        "/api/v1/tenants/linear/events", json=day_of_quarters("hh001-meter", day)
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": 96, "readings": 96, "rejected": []}
     series = client.get(
@@ -70,16 +77,23 @@ def test_ingest_then_query_a_day_of_96_quarter_hours(hub: Hub, api: Api) -> None
     assert series["points"][95]["value"] == pytest.approx(9.5)
     daily = client.get(
         "/api/v1/tenants/linear/devices/hh001-meter/series",
-        params={"identifier": P, "from": "2026-11-19T00:00:00+01:00",
-                "to": "2026-11-22T00:00:00+01:00", "resolution": "1d", "function": "sum"},
-    ).json()  # fmt: skip
+        params={
+            "identifier": P,
+            "from": "2026-11-19T00:00:00+01:00",
+            "to": "2026-11-22T00:00:00+01:00",
+            "resolution": "1d",
+            "function": "sum",
+        },
+    ).json()
     assert [p["value"] for p in daily["points"]] == [pytest.approx(sum(0.1 * i for i in range(96)))]
     state = client.get("/api/v1/tenants/linear/devices/hh001-meter/state").json()
     assert state[0]["identifier"] == P and state[0]["value"] == pytest.approx(9.5)
 
 
 @pytest.mark.parametrize(("day", "quarters"), [(date(2026, 3, 29), 92), (date(2026, 10, 25), 100)])
-def test_dst_days_have_92_or_100_quarter_hours(hub: Hub, api: Api, day: date, quarters: int) -> None:
+def test_dst_days_have_92_or_100_quarter_hours(
+    hub: Hub, api: Api, day: date, quarters: int
+) -> None:
     client = api.client(seed_tenant(hub))
     messages = day_of_quarters("hh001-meter", day)
     assert client.post("/api/v1/tenants/linear/events", json=messages).status_code == 200
@@ -91,19 +105,31 @@ def test_dst_days_have_92_or_100_quarter_hours(hub: Hub, api: Api, day: date, qu
 
 
 REJECTIONS = [
-    (b'{"hardwareId": "hh001-meter", "type": "DeviceMeasurements", "request": ', "malformed_json",
-     400),
-    (json.dumps(measurement("hh001-meter", {"electricity.nope": 1}, None)), "unknown_identifier",
-     422),
+    (
+        b'{"hardwareId": "hh001-meter", "type": "DeviceMeasurements", "request": ',
+        "malformed_json",
+        400,
+    ),
+    (
+        json.dumps(measurement("hh001-meter", {"electricity.nope": 1}, None)),
+        "unknown_identifier",
+        422,
+    ),
     (json.dumps(measurement("hh001-meter", {P: "12"}, None)), "wrong_value_type", 422),
-    (json.dumps(measurement("hh001-meter", {P: 1}, None)).replace("1}", "1e999}"),
-     "non_finite_value", 422),
+    (
+        json.dumps(measurement("hh001-meter", {P: 1}, None)).replace("1}", "1e999}"),
+        "non_finite_value",
+        422,
+    ),
     (json.dumps(measurement("hh001-meter", {P: 1}, "2026-02-30T00:00:00Z")), "bad_date", 422),
     (json.dumps(measurement("hh001-meter", {P: 1}, "2026-11-20T10:00:00")), "missing_offset", 422),
     (json.dumps(measurement("hh999-meter", {P: 1}, None)), "unknown_device", 422),
-    (json.dumps(measurement("hh001-meter", {P: 1, "x": "y" * 70_000}, None)), "oversized_payload",
-     413),
-]  # fmt: skip
+    (
+        json.dumps(measurement("hh001-meter", {P: 1, "x": "y" * 70_000}, None)),
+        "oversized_payload",
+        413,
+    ),
+]
 
 
 @pytest.mark.parametrize(("body", "reason", "status"), REJECTIONS, ids=[r[1] for r in REJECTIONS])
@@ -140,11 +166,15 @@ def test_batch_with_bad_messages_keeps_the_good_ones(hub: Hub, api: Api) -> None
     body = response.json()
     assert body["accepted"] == 1
     assert [(r["index"], r["reason"]) for r in body["rejected"]] == [
-        (1, "unknown_device"), (2, "invalid_message")]  # fmt: skip
+        (1, "unknown_device"),
+        (2, "invalid_message"),
+    ]
     # resending the whole batch stores nothing twice
     client.post("/api/v1/tenants/linear/events", json=batch)
-    raw = client.get("/api/v1/tenants/linear/devices/hh001-meter/series",
-                     params={"identifier": P, "day": "2026-11-20"}).json()  # fmt: skip
+    raw = client.get(
+        "/api/v1/tenants/linear/devices/hh001-meter/series",
+        params={"identifier": P, "day": "2026-11-20"},
+    ).json()
     assert raw["count"] == 1
     assert hub.pipeline.metrics.duplicate_readings == 1
 
@@ -165,25 +195,37 @@ def test_no_endpoint_returns_another_tenants_data(hub: Hub, api: Api) -> None:
     token_a = seed_tenant(hub, "alpha")
     token_b = seed_tenant(hub, "beta")
     a, b = api.client(token_a), api.client(token_b)
-    a.post("/api/v1/tenants/alpha/events",
-           json=measurement("hh001-meter", {P: 1.0}, "2026-11-20T10:00:00Z"))  # fmt: skip
-    b.post("/api/v1/tenants/beta/events",
-           json=measurement("hh001-meter", {P: 2.0}, "2026-11-20T10:00:00Z"))  # fmt: skip
+    a.post(
+        "/api/v1/tenants/alpha/events",
+        json=measurement("hh001-meter", {P: 1.0}, "2026-11-20T10:00:00Z"),
+    )
+    b.post(
+        "/api/v1/tenants/beta/events",
+        json=measurement("hh001-meter", {P: 2.0}, "2026-11-20T10:00:00Z"),
+    )
     a.post("/api/v1/tenants/alpha/events", content=b"{oops")
     params = {"identifier": P, "day": "2026-11-20"}
     own = a.get("/api/v1/tenants/alpha/devices/hh001-meter/series", params=params).json()
     assert [p["value"] for p in own["points"]] == [1.0]
     paths = [
-        "/api/v1/tenants/beta", "/api/v1/tenants/beta/devices", "/api/v1/tenants/beta/sites",
-        "/api/v1/tenants/beta/identifiers", "/api/v1/tenants/beta/alerts",
-        "/api/v1/tenants/beta/deadletters", "/api/v1/tenants/beta/tokens",
+        "/api/v1/tenants/beta",
+        "/api/v1/tenants/beta/devices",
+        "/api/v1/tenants/beta/sites",
+        "/api/v1/tenants/beta/identifiers",
+        "/api/v1/tenants/beta/alerts",
+        "/api/v1/tenants/beta/deadletters",
+        "/api/v1/tenants/beta/tokens",
         "/api/v1/tenants/beta/devices/hh001-meter/state",
         "/api/v1/tenants/beta/devices/hh001-meter/series?identifier=" + P + "&day=2026-11-20",
-    ]  # fmt: skip
+    ]
     for path in paths:
         assert a.get(path).status_code == 403, path
-    assert a.post("/api/v1/tenants/beta/events", json=measurement("hh001-meter", {P: 9}, None)
-                  ).status_code == 403  # fmt: skip
+    assert (
+        a.post(
+            "/api/v1/tenants/beta/events", json=measurement("hh001-meter", {P: 9}, None)
+        ).status_code
+        == 403
+    )
     assert [t["id"] for t in a.get("/api/v1/tenants").json()] == ["alpha"]
     assert b.get("/api/v1/tenants/beta/deadletters").json() == []
     assert a.post("/api/v1/tenants", json={"id": "gamma"}).status_code == 403
@@ -205,10 +247,12 @@ def test_registry_over_the_api(api: Api) -> None:
     response = admin.post("/api/v1/tenants", json={"id": "pilot", "timezone": "Europe/Rome"})
     assert response.status_code == 201
     assert admin.post("/api/v1/tenants", json={"id": "pilot"}).status_code == 409
-    assert admin.post("/api/v1/tenants", json={"id": "x", "timezone": "Mars/Base"}
-                      ).status_code == 422  # fmt: skip
-    ident = admin.post("/api/v1/tenants/pilot/identifiers",
-                       json={"name": "boiler.stateOfCharge", "unit": "%"})  # fmt: skip
+    assert (
+        admin.post("/api/v1/tenants", json={"id": "x", "timezone": "Mars/Base"}).status_code == 422
+    )
+    ident = admin.post(
+        "/api/v1/tenants/pilot/identifiers", json={"name": "boiler.stateOfCharge", "unit": "%"}
+    )
     assert ident.status_code == 201
     csv_text = (
         "hardwareId,deviceType,site,location,pilotPhase,experiment,applianceTypes,hasPv\n"
@@ -222,29 +266,49 @@ def test_registry_over_the_api(api: Api) -> None:
     assert done.status_code == 200 and done.json()["dry_run"] is False
     sites = admin.get("/api/v1/tenants/pilot/sites").json()
     assert sites[0]["has_pv"] is True and sites[0]["location"] == "Torino"
-    bad = admin.post("/api/v1/tenants/pilot/devices/import", content="hardwareId,deviceType\nx/y,meter\n")
+    bad = admin.post(
+        "/api/v1/tenants/pilot/devices/import", content="hardwareId,deviceType\nx/y,meter\n"
+    )
     assert bad.status_code == 422 and bad.json()["errors"]
 
 
 def test_alerts_by_device_level_and_time(hub: Hub, api: Api) -> None:
     client = api.client(seed_tenant(hub, devices=("hh001-meter", "hh002-meter")))
     alerts = [
-        {"hardwareId": "hh001-meter", "type": "DeviceAlert",
-         "request": {"type": "last.gasp", "level": "Critical", "message": "power lost",
-                     "eventDate": "2026-11-20T10:00:00+01:00", "metadata": {"phase": "l1"}}},
-        {"hardwareId": "hh002-meter", "type": "DeviceAlert",
-         "request": {"type": "maximum.power.approaching", "level": "Warning",
-                     "eventDate": "2026-11-20T11:00:00+01:00"}},
-        {"hardwareId": "hh002-meter", "type": "Acknowledge",
-         "request": {"originatingEventId": "inv-1", "response": "ok"}},
-    ]  # fmt: skip
+        {
+            "hardwareId": "hh001-meter",
+            "type": "DeviceAlert",
+            "request": {
+                "type": "last.gasp",
+                "level": "Critical",
+                "message": "power lost",
+                "eventDate": "2026-11-20T10:00:00+01:00",
+                "metadata": {"phase": "l1"},
+            },
+        },
+        {
+            "hardwareId": "hh002-meter",
+            "type": "DeviceAlert",
+            "request": {
+                "type": "maximum.power.approaching",
+                "level": "Warning",
+                "eventDate": "2026-11-20T11:00:00+01:00",
+            },
+        },
+        {
+            "hardwareId": "hh002-meter",
+            "type": "Acknowledge",
+            "request": {"originatingEventId": "inv-1", "response": "ok"},
+        },
+    ]
     assert client.post("/api/v1/tenants/linear/events", json=alerts).status_code == 200
     everything = client.get("/api/v1/tenants/linear/alerts").json()
     assert [a["type"] for a in everything] == ["maximum.power.approaching", "last.gasp"]
     critical = client.get("/api/v1/tenants/linear/alerts", params={"level": "Critical"}).json()
     assert critical[0]["device"] == "hh001-meter" and '"phase"' in critical[0]["metadata"]
-    later = client.get("/api/v1/tenants/linear/alerts",
-                       params={"from": "2026-11-20T10:30:00+01:00"}).json()  # fmt: skip
+    later = client.get(
+        "/api/v1/tenants/linear/alerts", params={"from": "2026-11-20T10:30:00+01:00"}
+    ).json()
     assert [a["device"] for a in later] == ["hh002-meter"]
     # a '+' that was not URL-encoded arrives as a space: still understood
     spaced = client.get("/api/v1/tenants/linear/alerts?from=2026-11-20T10:30:00+01:00").json()
@@ -265,6 +329,7 @@ def test_query_errors_are_4xx_not_5xx(hub: Hub, api: Api) -> None:
     ):
         response = client.get(base, params=params)
         assert response.status_code == 422, (params, response.text)
-    assert client.get(base, params={"identifier": "no.such", "day": "2026-11-20"}
-                      ).status_code == 404  # fmt: skip
+    assert (
+        client.get(base, params={"identifier": "no.such", "day": "2026-11-20"}).status_code == 404
+    )
     assert client.get("/api/v1/tenants/linear/devices/ghost/state").status_code == 404

@@ -244,7 +244,9 @@ def test_a_line_longer_than_64_kib_is_rejected_and_reading_goes_on(as_file: bool
 def test_the_limit_counts_utf8_bytes_not_characters() -> None:
     value_cell = "é" * (MAX_LINE_BYTES // 2)  # within the limit in characters, not in bytes
     items = run(f"{LONG_HEADER}\nm1,{P1},2024-05-01T08:00:00Z,{value_cell}\n")
-    assert [r.reason for r in rejections(items)] == [RejectReason.OVERSIZED_PAYLOAD]
+    (rejection,) = rejections(items)
+    assert rejection.reason == RejectReason.OVERSIZED_PAYLOAD
+    assert len(rejection.raw) == MAX_LINE_BYTES  # bounded in bytes, not characters
 
 
 def test_a_line_of_exactly_64_kib_is_not_oversized() -> None:

@@ -30,8 +30,10 @@ INBOUND = [
     DeviceMeasurements(
         "123-TEST-4567890",
         MeasurementsRequest(
-            {"electricity.power.active.consumed.l1": 87.1,
-             "electricity.power.active.consumed.total": 170},  # fmt: skip
+            {
+                "electricity.power.active.consumed.l1": 87.1,
+                "electricity.power.active.consumed.total": 170,
+            },
             updateState=True,
             eventDate="2016-02-10T19:40:03.391+02:00",
         ),
@@ -39,15 +41,19 @@ INBOUND = [
     DeviceAlert(
         "123-TEST-4567890",
         AlertRequest(
-            "maximum.power.approaching", AlertLevel.WARNING,
-            "Home power is close to max", True, "2016-02-10T19:40:03.391+02:00",
+            "maximum.power.approaching",
+            AlertLevel.WARNING,
+            "Home power is close to max",
+            True,
+            "2016-02-10T19:40:03.391+02:00",
             {"name1": "value1"},
-        ),  # fmt: skip
+        ),
     ),
     Acknowledge(
         "123-TEST-4567890",
-        AcknowledgeRequest("56bf72cba76cfa4ff7901e8d", "Pinged Me!", False,
-                           "2016-02-13T18:15:39.563Z"),  # fmt: skip
+        AcknowledgeRequest(
+            "56bf72cba76cfa4ff7901e8d", "Pinged Me!", False, "2016-02-13T18:15:39.563Z"
+        ),
     ),
 ]
 
@@ -62,14 +68,20 @@ def test_inbound_round_trip(message: object) -> None:
 def test_command_round_trip() -> None:
     message = CommandMessage(
         CommandEnvelope(
-            CommandSpec("blinkLed", [CommandParameter("color", "String", True),
-                                     CommandParameter("count", "Int32")],  # fmt: skip
-                        namespace="http://www.test.com", description="Blinks an LED"),
-            CommandInvocation("56bf7c84a76cfa4ff7901e94", "2016-02-13T13:57:08.274-0500",
-                              parameterValues={"color": "#ff0000", "count": "3"}),
+            CommandSpec(
+                "blinkLed",
+                [CommandParameter("color", "String", True), CommandParameter("count", "Int32")],
+                namespace="http://www.test.com",
+                description="Blinks an LED",
+            ),
+            CommandInvocation(
+                "56bf7c84a76cfa4ff7901e94",
+                "2016-02-13T13:57:08.274-0500",
+                parameterValues={"color": "#ff0000", "count": "3"},
+            ),
             {"color": "#ff0000", "count": 3},
         )
-    )  # fmt: skip
+    )
     assert decode_command(encode(message)) == message
 
 
@@ -88,19 +100,32 @@ def test_seed_examples_decode_verbatim() -> None:
     ("raw", "reason"),
     [
         (b"{not json", RejectReason.MALFORMED_JSON),
-        (b'{"hardwareId": "a", "type": "Telemetry", "request": {}}',
-         RejectReason.UNKNOWN_MESSAGE_TYPE),
+        (
+            b'{"hardwareId": "a", "type": "Telemetry", "request": {}}',
+            RejectReason.UNKNOWN_MESSAGE_TYPE,
+        ),
         (b'{"hardwareId": "a", "request": {"measurements": {}}}', RejectReason.INVALID_MESSAGE),
-        (b'{"type": "DeviceMeasurements", "request": {"measurements": {}}}',
-         RejectReason.INVALID_MESSAGE),
-        (b'{"hardwareId": "a", "type": "DeviceMeasurements", "request": {"measurements": {},'
-         b' "eventDate": 12}}', RejectReason.BAD_DATE),
-        (b'{"hardwareId": "a", "type": "DeviceMeasurements", "request": {"measurements":'
-         b' {"x": 1e999}}}', RejectReason.NON_FINITE_VALUE),
-        (b'{"hardwareId": "a", "type": "DeviceAlert", "request": {"type": "t", "level": "Loud"}}',
-         RejectReason.INVALID_MESSAGE),
+        (
+            b'{"type": "DeviceMeasurements", "request": {"measurements": {}}}',
+            RejectReason.INVALID_MESSAGE,
+        ),
+        (
+            b'{"hardwareId": "a", "type": "DeviceMeasurements", "request": {"measurements": {},'
+            b' "eventDate": 12}}',
+            RejectReason.BAD_DATE,
+        ),
+        (
+            b'{"hardwareId": "a", "type": "DeviceMeasurements", "request": {"measurements":'
+            b' {"x": 1e999}}}',
+            RejectReason.NON_FINITE_VALUE,
+        ),
+        (
+            b'{"hardwareId": "a", "type": "DeviceAlert",'
+            b' "request": {"type": "t", "level": "Loud"}}',
+            RejectReason.INVALID_MESSAGE,
+        ),
     ],
-)  # fmt: skip
+)
 def test_decode_rejections(raw: bytes, reason: RejectReason) -> None:
     with pytest.raises(RejectedMessage) as caught:
         decode(raw)

@@ -34,8 +34,9 @@ def reason_of(measurements: dict[str, object], date_: str | None = "2026-11-21T1
 
 
 def test_readings_in_utc_microseconds() -> None:
-    readings = measurement_readings(msg({P: 1.5, "electricity.frequency": 50}), IdentifierRegistry(),
-                                    NOW)  # fmt: skip
+    readings = measurement_readings(
+        msg({P: 1.5, "electricity.frequency": 50}), IdentifierRegistry(), NOW
+    )
     ts = to_us(datetime(2026, 11, 21, 9, tzinfo=UTC))
     assert readings == [(P, ts, 1.5), ("electricity.frequency", ts, 50.0)]
 

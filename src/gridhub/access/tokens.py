@@ -19,7 +19,16 @@ from gridhub.errors import Forbidden, NotFound, Unauthenticated
 from gridhub.storage.base import Catalog, TokenRecord
 
 ADMIN = "admin"
-TENANT_ROLES = ("admin", "dso", "retailer", "aggregator", "esco", "customer", "researcher", "device")
+TENANT_ROLES = (
+    "admin",
+    "dso",
+    "retailer",
+    "aggregator",
+    "esco",
+    "customer",
+    "researcher",
+    "device",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,6 @@ __all__ = [
     "read_header",
     "read_lines",
     "sniff_delimiter",
-    "to_raw_bytes",
 ]
 
 MAX_LINE_BYTES = 64 * 1024
@@ -89,23 +88,26 @@ class CsvLine(NamedTuple):
     text: str
     oversized: bool
 
+    @property
+    def raw(self) -> bytes:
+        """The line's bytes as kept for a dead letter: at most :data:`MAX_LINE_BYTES`."""
+        return _encode(self.text)[:MAX_LINE_BYTES]
 
-def read_lines(
-    data: Iterable[str] | TextIO, max_line_bytes: int = MAX_LINE_BYTES
-) -> Iterator[CsvLine]:
-    """Yield the lines of ``data``, flagging those longer than ``max_line_bytes``.
+
+def read_lines(data: Iterable[str] | TextIO) -> Iterator[CsvLine]:
+    """Yield the lines of ``data``, flagging those longer than :data:`MAX_LINE_BYTES`.
 
     From a file (anything with ``readline``) a line is read in bounded pieces, so a file without
     line breaks cannot exhaust memory; an iterable of strings already holds its lines.
     """
     readline = getattr(data, "readline", None)
-    pieces = _bounded(readline, max_line_bytes) if callable(readline) else _given(data)
+    pieces = _bounded(readline, MAX_LINE_BYTES) if callable(readline) else _given(data)
     for number, (line, cut) in enumerate(pieces, start=1):
-        text = line.rstrip("\r\n") if line.endswith(("\n", "\r")) else line
+        text = line.rstrip("\r\n")
         if number == 1:
             text = text.removeprefix("\ufeff")  # a byte-order mark from spreadsheet exports
-        if cut or _too_long(text, max_line_bytes):
-            yield CsvLine(number, text[:max_line_bytes], True)
+        if cut or _too_long(text, MAX_LINE_BYTES):
+            yield CsvLine(number, text[:MAX_LINE_BYTES], True)
         else:
             yield CsvLine(number, text, False)
 
@@ -129,11 +131,12 @@ def _bounded(readline: Callable[[int], str], limit: int) -> Iterator[tuple[str, 
 
 def _too_long(text: str, limit: int) -> bool:
     # A character takes at most 4 UTF-8 bytes: encode only lines that might be too long.
-    return len(text) > limit or (4 * len(text) > limit and len(to_raw_bytes(text)) > limit)
+    return len(text) > limit or (4 * len(text) > limit and len(_encode(text)) > limit)
 
 
-def to_raw_bytes(text: str) -> bytes:
-    """The bytes of a line as kept for a dead letter; never fails on undecodable input."""
+def _encode(text: str) -> bytes:
+    # surrogateescape gives back the original bytes of a file decoded with that handler; any
+    # other lone surrogate is spelt out rather than fail the import.
     try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
@@ -236,10 +239,9 @@ def _layout(names: list[str]) -> _Layout:
     for position, name in enumerate(names):
         if not name:
             raise InvalidRequest(f"header column {position + 1} has no name")
-    missing = [k for k in (_HARDWARE_ID, _TIMESTAMP) if k not in keys]
-    if missing:
+    if _HARDWARE_ID not in keys or _TIMESTAMP not in keys:
         raise InvalidRequest(
-            f"header needs columns hardwareId and timestamp; missing: {', '.join(missing)}"
+            f"header needs a hardwareId and a timestamp column; it has {', '.join(names)[:200]}"
         )
     for key in (_HARDWARE_ID, _TIMESTAMP, _IDENTIFIER, _VALUE):
         if keys.count(key) > 1:
@@ -274,7 +276,7 @@ def _layout(names: list[str]) -> _Layout:
     return _Layout(len(names), keys.index(_HARDWARE_ID), keys.index(_TIMESTAMP), None, None, wide)
 
 
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _number(cell: str, name: str, decimal_comma: bool) -> float:
@@ -437,9 +439,7 @@ def _items(
             moment, event_date = clock.resolve(fields[layout.timestamp])
             readings = _readings(fields, layout, decimal_comma)
         except RejectedMessage as exc:
-            yield HistoryRejection(
-                "rejected", line.number, to_raw_bytes(line.text), exc.reason, exc.detail
-            )
+            yield HistoryRejection("rejected", line.number, line.raw, exc.reason, exc.detail)
             continue
         if group is not None and (group[0] != hardware_id or group[1] != moment):
             yield _message(group[0], group[2], values)

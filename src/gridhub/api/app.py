@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from gridhub import __version__
 from gridhub.api import errors
-from gridhub.api.routes import health, ingest, query, tenants
+from gridhub.api.routes import health, imports, ingest, query, tenants
 from gridhub.hub import Hub
 
 
@@ -19,6 +19,6 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     errors.install(app)
-    for module in (health, tenants, ingest, query):
+    for module in (health, tenants, ingest, imports, query):
         app.include_router(module.router)
     return app

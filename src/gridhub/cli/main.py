@@ -71,7 +71,9 @@ def serve(
         raise typer.Exit(1) from None
 
     def started() -> None:
-        console.print(f"[bold green]gridhub[/bold green] API  {server.url}  (docs {server.url}/docs)")
+        console.print(
+            f"[bold green]gridhub[/bold green] API  {server.url}  (docs {server.url}/docs)"
+        )
         console.print(f"MQTT ingest  {hub.mqtt_url}  topic gridhub/<tenant>/<hardwareId>/events")
         console.print(f"data  {settings.db_path.resolve()}")
         if secret:

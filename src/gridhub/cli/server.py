@@ -56,8 +56,9 @@ class ApiServer:
 
     def start(self) -> None:
         """Serve in a background thread; return once it accepts connections."""
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
         self._thread.start()
         ready = threading.Event()
         while not self.server.started:

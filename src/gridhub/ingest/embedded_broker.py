@@ -10,17 +10,21 @@ work.
 What amqtt 0.12 gives the hub (checked by ``tests/integration/test_embedded_broker.py``):
 
 * QoS 1 delivery with the subscriber's own PUBACK (paho ``manual_ack=True``): the broker keeps a
-  message in flight until the subscriber acknowledges it.
+  message in flight until the subscriber acknowledges it (for at most 5 s, see below).
 * Persistent sessions (``clean_session=False``): QoS 1/2 messages published while the subscriber is
   away are queued and delivered when it reconnects with the same client id. amqtt only does this
   for sessions it does not consider anonymous, and its stock ``AnonymousAuthPlugin`` marks every
-  session anonymous; hence :class:`OpenAuthPlugin` below, which lets every client in without
-  credentials but keeps its session.
+  session anonymous (the session is then dropped on disconnect); hence ``OpenAuthPlugin`` below,
+  which lets every client in without credentials but keeps its session.
 
-Known limits of amqtt 0.12 that this module cannot change (see the test module for evidence):
+Known limits of amqtt 0.12 that this module does not work around (evidence in the test module):
 
-* A QoS 1 message the subscriber has not acknowledged when it disconnects is dropped, not
-  redelivered on reconnect; so is one whose PUBACK takes longer than amqtt's fixed 5 s.
+* A QoS 1 message still awaiting the subscriber's PUBACK when it disconnects is dropped, not
+  redelivered on reconnect; so is one whose PUBACK takes longer than amqtt's fixed 5 s. The hub
+  must therefore acknowledge within 5 s. Holding PUBACKs back is no flow control either: amqtt has
+  no in-flight limit and keeps sending.
+* Messages published in the moment between a subscriber's DISCONNECT and amqtt marking its session
+  disconnected go to the closing connection and are lost the same way.
 * Messages queued for an offline session arrive with the RETAIN flag set.
 * Sessions live in memory only; they end with the broker (and with the hub process).
 """

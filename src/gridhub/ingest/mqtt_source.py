@@ -77,8 +77,14 @@ class MqttSource:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
-                    reason_code: mqtt.ReasonCode, properties: object) -> None:  # fmt: skip
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
         if reason_code.is_failure:
             log.error("MQTT connect to %s refused: %s", self.url, reason_code)
             return
@@ -86,8 +92,14 @@ class MqttSource:
         log.info("MQTT ingest subscribed to %s on %s", self._topic, self.url)
         self.connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason_code: mqtt.ReasonCode, properties: object) -> None:  # fmt: skip
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
         self.connected.clear()
         if reason_code.is_failure:
             log.warning("MQTT disconnected from %s: %s; reconnecting", self.url, reason_code)

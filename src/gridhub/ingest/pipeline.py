@@ -206,9 +206,7 @@ class Pipeline:
                 continue
             if self._batch_delay_s and sum(p.rows for p in taken) < self._batch_rows:
                 time.sleep(self._batch_delay_s)  # linger: trade latency for larger batches
-                taken += self._buffer.take(
-                    self._batch_rows - sum(p.rows for p in taken), 0.0
-                )
+                taken += self._buffer.take(self._batch_rows - sum(p.rows for p in taken), 0.0)
             self._write(taken)
 
     def _write(self, taken: list[_Pending]) -> None:

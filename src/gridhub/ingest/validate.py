@@ -120,7 +120,13 @@ def prepare(env: Envelope, registry: Registry, limits: Limits) -> Prepared:
             ts = event_time_us(req.eventDate, env.received_us, limits.max_future_s)
             metadata = _json.encode(req.metadata or {}).decode()
             alert = AlertRecord(
-                tenant.id, hardware_id, ts, req.type, req.level.value, req.message, metadata,
+                tenant.id,
+                hardware_id,
+                ts,
+                req.type,
+                req.level.value,
+                req.message,
+                metadata,
                 env.received_us,
             )
             return Prepared(tenant.id, hardware_id, alert=alert)

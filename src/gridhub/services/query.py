@@ -95,9 +95,17 @@ class QueryService:
         zone = self._registry.tenant(tenant).zone
         local = [Point(p.ts.astimezone(zone), p.value) for p in points]
         return SeriesResult(
-            tenant, device, identifier, known.unit, lo.astimezone(zone), hi.astimezone(zone),
-            resolution, function, tz, local,
-        )  # fmt: skip
+            tenant,
+            device,
+            identifier,
+            known.unit,
+            lo.astimezone(zone),
+            hi.astimezone(zone),
+            resolution,
+            function,
+            tz,
+            local,
+        )
 
     def latest(self, tenant: str, device: str) -> list[StateValue]:
         self._device(tenant, device)

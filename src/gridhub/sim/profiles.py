@@ -13,6 +13,9 @@ Why these sources:
 * PV is pvlib's Haurwitz clear sky for Flanders, decomposed with Erbs and transposed onto a roof
   (35° tilt, SE/S/SW), times a daily cloudiness: realistic timing and seasonality, and nothing
   downloaded (no TMY, no Linke turbidity file).
+* Households (:func:`make_household`) get the grouping attributes reports use (location, pilot
+  phase, experiment, appliances, PV) and the hidden parameters behind their curves, each from its
+  own random stream, so household ``n`` is the same whatever the size of the fleet.
 * Whitegoods and boilers are small physical models (seed 000, Table I: washers, dryers,
   dishwashers and domestic hot-water buffers in the Linear pilot): piecewise-constant program
   power curves, integrated exactly, and a thermostat-controlled buffer heated on the night tariff.
@@ -27,6 +30,8 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 import numpy as np
+
+from gridhub.domain.registry import Site
 
 QUARTER_S = 900
 DAY_S = 86400
@@ -124,8 +129,14 @@ def _clear_sky_day(epoch_day: int, lat: float, lon: float) -> np.ndarray:
         rows = []
         for azimuth in PV_AZIMUTHS_DEG:
             poa = pvlib.irradiance.get_total_irradiance(
-                PV_TILT_DEG, azimuth, sun["apparent_zenith"], sun["azimuth"],
-                parts["dni"], ghi, parts["dhi"], albedo=0.2,
+                PV_TILT_DEG,
+                azimuth,
+                sun["apparent_zenith"],
+                sun["azimuth"],
+                parts["dni"],
+                ghi,
+                parts["dhi"],
+                albedo=0.2,
             )["poa_global"]
             rows.append(np.nan_to_num(poa.to_numpy(dtype=float)) * PV_DERATE / 1000.0)
     grid = np.clip(np.array(rows), 0.0, None)
@@ -260,8 +271,9 @@ def whitegood_day(
     out: dict[str, list[Cycle]] = {}
     if "washing_machine" in appliances:
         n = int(rng.poisson(habits["washing_machine"] / 7 * (1.5 if weekend else 0.8)))
-        modes = [(0.7, 10.5, 1.3), (0.3, 15.0, 1.5)] if weekend else [(0.4, 8.3, 0.9),
-                                                                      (0.6, 19.0, 1.2)]
+        modes = (
+            [(0.7, 10.5, 1.3), (0.3, 15.0, 1.5)] if weekend else [(0.4, 8.3, 0.9), (0.6, 19.0, 1.2)]
+        )
         starts = [_clock(rng, modes) for _ in range(n)]
         out["washing_machine"] = _sequential(starts, [washer_program(rng) for _ in starts],
                                              day_start_s)  # fmt: skip
@@ -370,3 +382,99 @@ def simulate_boilers(
 def boiler_temperature(soc: np.ndarray) -> np.ndarray:
     """Outlet temperature (°C) of a stratified tank: 40 °C nearly empty, 65 °C full."""
     return 40.0 + 25.0 * np.clip(soc, 0.0, 1.0)
+
+
+# --- households --------------------------------------------------------------------------------
+
+APPLIANCES = ("washing_machine", "dryer", "dishwasher", "boiler")
+PLUG_SUFFIX = {"washing_machine": "washer", "dryer": "dryer", "dishwasher": "dishwasher"}
+LOCATIONS = ("Leuven", "Genk", "Mechelen", "Hasselt", "Gent", "Antwerpen", "Brugge", "Kortrijk")
+PILOT_PHASES = ("phase-1", "phase-2")
+EXPERIMENTS = ("tou-tariff", "auto-dr", "control")
+
+HOUSEHOLD_STREAM = 0  # first word of the seed of every household's own random stream
+
+
+@dataclass(frozen=True, slots=True)
+class Household:
+    """The hidden parameters behind one simulated site (handy for checks and forecasts)."""
+
+    index: int
+    site: Site
+    annual_kwh: float  # target yearly consumption, appliances included
+    base_kwh: float  # the H0 part: everything that is not a metered appliance
+    shift_s: float  # this household lives a little earlier or later than H0
+    pv_kwp: float
+    pv_roof: int  # index into PV_AZIMUTHS_DEG
+    pv_yield: float
+    habits: dict[str, float]
+    boiler_kwh: float
+    boiler_kw: float
+    boiler_loss_kw: float
+    hot_water: float  # scale of the hot-water draws
+    voltage_offset: tuple[float, float, float]
+    register_kwh: float  # register value at the origin of the register estimate
+    standby_kw: float
+
+
+def make_household(seed: int, n: int, prefix: str, tenant: str) -> Household:
+    """Draw household ``n`` from its own stream: hh001 is the same in a fleet of 5 or 500."""
+    rng = np.random.default_rng([seed, HOUSEHOLD_STREAM, n])
+    location = LOCATIONS[int(rng.integers(len(LOCATIONS)))]
+    phase = PILOT_PHASES[int(rng.random() < 0.4)]
+    experiment = EXPERIMENTS[int(rng.choice(3, p=[0.4, 0.35, 0.25]))]
+    owned = {a for a, p in zip(APPLIANCES, (0.85, 0.5, 0.7, 0.35), strict=True) if rng.random() < p}
+    if not owned - {"boiler"} or "dryer" in owned:  # every Linear home had a smart whitegood;
+        owned.add("washing_machine")  # a dryer only runs after a wash
+    has_pv = bool(rng.random() < 0.4)
+    annual = float(rng.uniform(2500, 5500))
+    habits = {
+        "washing_machine": float(rng.uniform(2, 6)),
+        "dryer": float(rng.uniform(0.4, 0.9)),
+        "dishwasher": float(rng.uniform(3, 7)),
+    }
+    liters = float(rng.choice([120.0, 150.0, 200.0]))
+    boiler_kw = float(rng.choice([2.4, 3.0]))
+    loss_kw = float(rng.uniform(0.03, 0.06))
+    hot_water = float(rng.uniform(0.5, 1.1))
+    kwp = round(float(rng.uniform(2.0, 6.0)), 1)
+    roof = int(rng.integers(len(PV_AZIMUTHS_DEG)))
+    pv_yield = float(rng.uniform(0.85, 1.0))
+    shift = float(rng.uniform(-1800, 1800))
+    offsets = rng.normal(0.0, 2.0) + rng.normal(0.0, 0.7, 3)
+    register = float(rng.uniform(1000, 8000))
+    standby = float(rng.uniform(0.0005, 0.002))
+    appliance_kwh = 52 * (
+        ("washing_machine" in owned) * habits["washing_machine"] * 0.8
+        + ("dryer" in owned) * habits["washing_machine"] * habits["dryer"] * 3.0
+        + ("dishwasher" in owned) * habits["dishwasher"] * 1.05
+    ) + ("boiler" in owned) * 365 * (hot_water * 6.0 + loss_kw * 24)
+    site_id = f"{prefix}{n:03d}"
+    site = Site(
+        tenant,
+        site_id,
+        name=f"Household {n}",
+        location=location,
+        pilot_phase=phase,
+        experiment=experiment,
+        appliance_types=tuple(a for a in APPLIANCES if a in owned),
+        has_pv=has_pv,
+    )
+    return Household(
+        n,
+        site,
+        annual,
+        max(annual - appliance_kwh, 0.45 * annual),
+        shift,
+        kwp if has_pv else 0.0,
+        roof,
+        pv_yield,
+        habits,
+        liters * 4.186 * 50 / 3600,
+        boiler_kw,
+        loss_kw,
+        hot_water,
+        (float(offsets[0]), float(offsets[1]), float(offsets[2])),
+        register,
+        standby,
+    )

@@ -89,9 +89,7 @@ class WriteBatch:
     zones: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.measurements) + len(self.alerts) + len(self.acks) + len(
-            self.dead_letters
-        )
+        return len(self.measurements) + len(self.alerts) + len(self.acks) + len(self.dead_letters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,7 +245,8 @@ class DuckDBStore:
             )
         if batch.acks:
             cur.executemany(
-                "INSERT INTO acks VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, make_timestamp(?)::TIMESTAMPTZ)",
+                "INSERT INTO acks VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?,"
+                " make_timestamp(?)::TIMESTAMPTZ)",
                 [
                     (a.tenant, a.device, a.ts, a.originating_event_id, a.response, a.received)
                     for a in batch.acks

@@ -32,7 +32,7 @@ _STATUS_FOR_REASON = {
 }
 
 
-async def _read_limited(request: Request, limit: int) -> tuple[bytes, int]:
+async def read_limited(request: Request, limit: int) -> tuple[bytes, int]:
     """The body, cut at ``limit`` bytes; and its full length (read, not trusted from headers)."""
     body = bytearray()
     total = 0
@@ -43,7 +43,8 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes, int]:
     return bytes(body), total
 
 
-async def _submit(pipeline: Pipeline, envelopes: list[Envelope], timeout: float) -> Receipt:
+async def submit(pipeline: Pipeline, envelopes: list[Envelope], timeout: float) -> Receipt:
+    """Queue envelopes and wait, off the event loop, until they are durable."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Receipt] = loop.create_future()
 
@@ -79,7 +80,7 @@ async def ingest(tenant: str, request: Request, hub: HubDep, who: PrincipalDep) 
     hub.registry.tenant(tenant)
     settings = hub.settings
     received_us = time.time_ns() // 1000
-    body, total = await _read_limited(request, settings.max_request_bytes)
+    body, total = await read_limited(request, settings.max_request_bytes)
     source = "http"
 
     def whole(problem: tuple[RejectReason, str]) -> Envelope:
@@ -87,8 +88,14 @@ async def ingest(tenant: str, request: Request, hub: HubDep, who: PrincipalDep) 
 
     envelopes: list[Envelope]
     if total > settings.max_request_bytes:
-        envelopes = [whole((RejectReason.OVERSIZED_PAYLOAD,
-                            f"body of {total} bytes; at most {settings.max_request_bytes}"))]  # fmt: skip
+        envelopes = [
+            whole(
+                (
+                    RejectReason.OVERSIZED_PAYLOAD,
+                    f"body of {total} bytes; at most {settings.max_request_bytes}",
+                )
+            )
+        ]
     else:
         try:
             parts = split_batch(body)
@@ -101,17 +108,30 @@ async def ingest(tenant: str, request: Request, hub: HubDep, who: PrincipalDep) 
             elif not parts:
                 envelopes = [whole((RejectReason.INVALID_MESSAGE, "empty batch"))]
             elif len(parts) > settings.max_batch_messages:
-                envelopes = [whole((RejectReason.OVERSIZED_PAYLOAD,
-                                    f"{len(parts)} messages in one batch; at most "
-                                    f"{settings.max_batch_messages}"))]  # fmt: skip
+                envelopes = [
+                    whole(
+                        (
+                            RejectReason.OVERSIZED_PAYLOAD,
+                            f"{len(parts)} messages in one batch; at most "
+                            f"{settings.max_batch_messages}",
+                        )
+                    )
+                ]
             else:
                 envelopes = [Envelope(source, p, tenant, received_us) for p in parts]
-    receipt = await _submit(hub.pipeline, envelopes, settings.confirm_timeout_s)
+    receipt = await submit(hub.pipeline, envelopes, settings.confirm_timeout_s)
+    return receipt_response(receipt)
+
+
+def receipt_response(receipt: Receipt) -> JSONResponse:
+    """200 when everything was accepted; else the status of the rejections, listed by index."""
     payload = IngestReceipt(
         accepted=receipt.accepted,
         readings=receipt.readings,
-        rejected=[RejectionPublic(index=r.index, reason=r.reason, detail=r.detail)
-                  for r in receipt.rejected],  # fmt: skip
+        rejected=[
+            RejectionPublic(index=r.index, reason=r.reason, detail=r.detail)
+            for r in receipt.rejected
+        ],
     ).model_dump()
     if not receipt.rejected:
         return JSONResponse(payload, status_code=200)

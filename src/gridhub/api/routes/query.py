@@ -64,17 +64,29 @@ def series(
 ) -> SeriesPublic:
     who.require_tenant(tenant)
     result = hub.query.series(
-        tenant, device, identifier,
-        start=parse_instant("from", start), end=parse_instant("to", end), day=day,
-        resolution=resolution, function=function, limit=limit,
-    )  # fmt: skip
+        tenant,
+        device,
+        identifier,
+        start=parse_instant("from", start),
+        end=parse_instant("to", end),
+        day=day,
+        resolution=resolution,
+        function=function,
+        limit=limit,
+    )
     return SeriesPublic(
-        tenant=result.tenant, device=result.device, identifier=result.identifier,
-        unit=result.unit, start=result.start, end=result.end,
-        resolution=result.resolution.value, function=result.function.value,
-        timezone=result.timezone, count=len(result.points),
+        tenant=result.tenant,
+        device=result.device,
+        identifier=result.identifier,
+        unit=result.unit,
+        start=result.start,
+        end=result.end,
+        resolution=result.resolution.value,
+        function=result.function.value,
+        timezone=result.timezone,
+        count=len(result.points),
         points=[PointPublic(ts=p.ts, value=p.value) for p in result.points],
-    )  # fmt: skip
+    )
 
 
 @router.get("/{tenant}/devices/{device}/state", summary="Latest value per identifier")
@@ -99,15 +111,24 @@ def alerts(
 ) -> list[AlertPublic]:
     who.require_tenant(tenant)
     found = hub.query.alerts(
-        tenant, device=device, level=level.value if level else None,
-        start=parse_instant("from", start), end=parse_instant("to", end), limit=limit,
-    )  # fmt: skip
+        tenant,
+        device=device,
+        level=level.value if level else None,
+        start=parse_instant("from", start),
+        end=parse_instant("to", end),
+        limit=limit,
+    )
     zone = hub.registry.tenant(tenant).zone
     return [
         AlertPublic(
-            device=a.device, ts=a.ts.astimezone(zone), type=a.type, level=a.level,
-            message=a.message, metadata=a.metadata, received=a.received.astimezone(zone),
-        )  # fmt: skip
+            device=a.device,
+            ts=a.ts.astimezone(zone),
+            type=a.type,
+            level=a.level,
+            message=a.message,
+            metadata=a.metadata,
+            received=a.received.astimezone(zone),
+        )
         for a in found
     ]
 
@@ -124,8 +145,13 @@ def dead_letters(
     hub.registry.tenant(tenant)
     return [
         DeadLetterPublic(
-            id=d.id, tenant=d.tenant, source=d.source, received=d.received, reason=d.reason,
-            detail=d.detail, raw=d.raw.decode("utf-8", errors="replace"),
-        )  # fmt: skip
+            id=d.id,
+            tenant=d.tenant,
+            source=d.source,
+            received=d.received,
+            reason=d.reason,
+            detail=d.detail,
+            raw=d.raw.decode("utf-8", errors="replace"),
+        )
         for d in hub.query.dead_letters(tenant, reason=reason, limit=limit)
     ]

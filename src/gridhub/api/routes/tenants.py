@@ -112,9 +112,14 @@ def list_sites(tenant: str, hub: HubDep, who: PrincipalDep) -> list[SiteBody]:
     who.require_tenant(tenant)
     return [
         SiteBody(
-            id=s.id, name=s.name, location=s.location, pilot_phase=s.pilot_phase,
-            experiment=s.experiment, appliance_types=list(s.appliance_types), has_pv=s.has_pv,
-        )  # fmt: skip
+            id=s.id,
+            name=s.name,
+            location=s.location,
+            pilot_phase=s.pilot_phase,
+            experiment=s.experiment,
+            appliance_types=list(s.appliance_types),
+            has_pv=s.has_pv,
+        )
         for s in hub.registry.sites(tenant)
     ]
 
@@ -123,8 +128,18 @@ def list_sites(tenant: str, hub: HubDep, who: PrincipalDep) -> list[SiteBody]:
 def register_site(tenant: str, body: SiteBody, hub: HubDep, who: PrincipalDep) -> SiteBody:
     who.require_admin(tenant)
     hub.registry.register_sites(
-        [Site(tenant, body.id, body.name, body.location, body.pilot_phase, body.experiment,
-              tuple(body.appliance_types), body.has_pv)]  # fmt: skip
+        [
+            Site(
+                tenant,
+                body.id,
+                body.name,
+                body.location,
+                body.pilot_phase,
+                body.experiment,
+                tuple(body.appliance_types),
+                body.has_pv,
+            )
+        ]
     )
     return body
 
@@ -183,6 +198,8 @@ async def import_devices(
         hub.registry.register_sites(parsed.sites)
         hub.registry.register_devices(parsed.devices)
     return ImportReport(
-        sites=len(parsed.sites), devices=len(parsed.devices), errors=errors,
+        sites=len(parsed.sites),
+        devices=len(parsed.devices),
+        errors=errors,
         dry_run=dry_run or bool(errors),
-    )  # fmt: skip
+    )

@@ -1,0 +1,117 @@
+"""Helpers for the benchmarks: a hub in its own process, pre-registered, and result records."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from gridhub.config import Settings
+from gridhub.domain.registry import Device, Site, Tenant
+from gridhub.hub import build_hub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine() -> str:
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
+
+
+def prepare_data_dir(data_dir: Path, tenant: str, devices: int) -> str:
+    """Create tenant, sites and devices; return a tenant token. Runs before the hub starts."""
+    hub = build_hub(Settings(data_dir=data_dir))
+    try:
+        hub.registry.create_tenant(Tenant(tenant, tenant, "Europe/Brussels"))
+        hub.registry.register_sites([Site(tenant, "s1")])
+        hub.registry.register_devices(
+            [Device(tenant, f"m{i:05d}", "smart-meter", "s1") for i in range(devices)]
+        )
+        _record, secret = hub.tokens.create(tenant, "admin", "bench")
+        return secret
+    finally:
+        hub.db.close()
+
+
+@dataclass
+class HubProcess:
+    """``gridhub serve`` as a child process, so the load generator does not share its GIL."""
+
+    data_dir: Path
+    mqtt_url: str | None = None
+    port: int = 0
+
+    def __enter__(self) -> HubProcess:
+        self.port = free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "gridhub.cli.main",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "WARNING",
+        ]
+        if self.mqtt_url:
+            args += ["--mqtt-url", self.mqtt_url]
+        env = dict(os.environ, GRIDHUB_MQTT_CLIENT_ID=f"gridhub-bench-{uuid.uuid4().hex[:8]}")
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                out = self.proc.stdout.read() if self.proc.stdout else ""
+                raise RuntimeError(f"hub did not start:\n{out}")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        match = re.search(rf"^gridhub_ingest_{name} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def figure(value: float, unit: str, command: str, target: str | None = None) -> dict[str, object]:
+    return {"value": round(value, 3), "unit": unit, "target": target, "command": command}

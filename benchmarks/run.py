@@ -1,0 +1,238 @@
+"""``make bench``: run every benchmark side by side in one run and write BENCHMARKS.md.
+
+Figures (each with the command that produced it) go to ``benchmarks/results.json``;
+``BENCHMARKS.md`` is rendered from that file. Usage::
+
+    python benchmarks/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_decode  # noqa: E402
+from gridhub.storage.base import WriteBatch  # noqa: E402
+from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore  # noqa: E402
+from harness import ROOT, HubProcess, figure, machine, prepare_data_dir  # noqa: E402
+
+P = "electricity.power.active.consumed.total"
+METER_IDS = [
+    "electricity.power.active.consumed.l1",
+    "electricity.power.active.consumed.l2",
+    "electricity.power.active.consumed.l3",
+    "electricity.power.active.consumed.total",
+    "electricity.power.active.injected.total",
+    "electricity.voltage.rms.l1",
+    "electricity.voltage.rms.l2",
+    "electricity.voltage.rms.l3",
+    "electricity.energy.active.consumed.total",
+    "electricity.frequency",
+]
+T0_US = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
+CMD = "make bench  (python benchmarks/run.py)"
+
+
+def message(device: int, tick: int, readings: int) -> bytes:
+    ts = datetime.fromtimestamp(T0_US / 1e6 + tick * 900, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    values = ",".join(
+        f'"{METER_IDS[k]}":{(device * 7 + tick + k) % 1000 / 10}' for k in range(readings)
+    )
+    return (
+        f'{{"hardwareId":"m{device:05d}","type":"DeviceMeasurements","request":'
+        f'{{"measurements":{{{values}}},"eventDate":"{ts}"}}}}'
+    ).encode()
+
+
+def bench_store(rows: int, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DuckDBStore(DuckDBDatabase(Path(tmp) / "bench.duckdb"))
+        batches = []
+        for start in range(0, rows, batch):  # 1,000 meters, one reading per quarter-hour
+            wb = WriteBatch(zones={"bench": "Europe/Brussels"})
+            for n in range(start, start + batch):
+                tick, meter = divmod(n, 1000)
+                wb.measurements.append(
+                    "bench", f"m{meter:05d}", P, T0_US + tick * 900_000_000, 1.0, False
+                )
+            batches.append(wb)
+        started = time.perf_counter()
+        for wb in batches:
+            store.write(wb)
+        elapsed = time.perf_counter() - started
+        store.close()
+    return rows / elapsed
+
+
+def bench_http(data_dir: Path, token: str, devices: int, seconds: float) -> float:
+    per_body, readings = 1000, 10
+    # one body = every meter's reading at one tick; 400 ticks is more than any run sends
+    bodies = [
+        b"[" + b",".join(message(d, tick, readings) for d in range(min(devices, per_body))) + b"]"
+        for tick in range(400)
+    ]
+    with HubProcess(data_dir) as hub:
+        url = f"{hub.url}/api/v1/tenants/bench/events"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        sent = [0]
+        stop = time.monotonic() + seconds
+        lock = threading.Lock()
+        queue = iter(bodies)
+
+        def worker() -> None:
+            with httpx.Client(timeout=60) as client:
+                while time.monotonic() < stop:
+                    with lock:
+                        body = next(queue, None)
+                    if body is None:
+                        return
+                    r = client.post(url, content=body, headers=headers)
+                    if r.status_code == 200:
+                        with lock:
+                            sent[0] += r.json()["readings"]
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    return sent[0] / elapsed
+
+
+def _publish(url: str, count: int, readings: int, devices: int, ready: mp.Event) -> None:
+    import paho.mqtt.client as mqtt
+
+    from gridhub.ingest.mqtt_source import parse_mqtt_url
+
+    host, port = parse_mqtt_url(url)
+    payloads = [
+        (f"gridhub/bench/m{i % devices:05d}/events", message(i % devices, i // devices, readings))
+        for i in range(count)
+    ]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{time.time()}")
+    client.max_inflight_messages_set(2000)
+    client.connect(host, port)
+    client.loop_start()
+    ready.set()
+    last = None
+    for topic, payload in payloads:
+        last = client.publish(topic, payload, qos=1)
+    if last is not None:
+        last.wait_for_publish(600)
+    client.disconnect()
+    client.loop_stop()
+
+
+def bench_mqtt(data_dir: Path, mqtt_url: str, count: int, readings: int, devices: int) -> float:
+    with HubProcess(data_dir, mqtt_url=mqtt_url) as hub:
+        before = hub.metric("stored_readings_total")
+        ready = mp.Event()
+        proc = mp.Process(target=_publish, args=(mqtt_url, count, readings, devices, ready))
+        proc.start()
+        ready.wait(120)
+        started = time.perf_counter()
+        target = before + count * readings
+        deadline = time.monotonic() + 600
+        while hub.metric("stored_readings_total") < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        proc.join(60)
+        stored = hub.metric("stored_readings_total") - before
+    return stored / readings / elapsed
+
+
+def render(results: dict[str, dict[str, object]], meta: dict[str, str]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {meta['date']} on {meta['machine']}, by `{CMD}`.",
+        "Everything ran on this one machine, side by side in the same run. Raw figures are in",
+        "`benchmarks/results.json`.",
+        "",
+        "| figure | value | unit | target | command |",
+        "|---|---:|---|---|---|",
+    ]
+    for key, f in results.items():
+        lines.append(
+            f"| `{key}` | {f['value']:,} | {f['unit']} | {f.get('target') or '—'} "
+            f"| `{f['command']}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    args = parser.parse_args()
+    q = args.quick
+    results: dict[str, dict[str, object]] = {}
+
+    decode_json = Path(tempfile.mkstemp(suffix=".json")[1])
+    bench_decode.main(["--json", str(decode_json)] + (["--messages", "20000"] if q else []))
+    results.update(json.loads(decode_json.read_text()))
+
+    rows = 200_000 if q else 2_000_000
+    results["store_append_rows_per_s"] = figure(
+        bench_store(rows, 50_000),
+        "rows/s",
+        f"{CMD}: DuckDBStore.write, {rows:,} rows in "
+        "batches of 50,000, dedupe and 3 rollups included",
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        devices = 1000
+        token = prepare_data_dir(Path(tmp), "bench", devices)
+        secs = 5 if q else 20
+        results["http_batch_measurements_per_s"] = figure(
+            bench_http(Path(tmp), token, devices, secs),
+            "measurements/s",
+            f"{CMD}: 4 clients POST batches of 1,000 messages × 10 readings for {secs} s",
+            "≥ 200,000 (issue #3)",
+        )
+    for readings, key, target in (
+        (1, "mqtt_qos1_single_msgs_per_s", "≥ 15,000 msg/s (issue #3)"),
+        (10, "mqtt_qos1_batch10_msgs_per_s", None),
+    ):
+        with tempfile.TemporaryDirectory() as tmp:
+            prepare_data_dir(Path(tmp), "bench", 1000)
+            count = 20_000 if q else 200_000
+            rate = bench_mqtt(Path(tmp), args.mqtt_url, count, readings, 1000)
+            results[key] = figure(
+                rate,
+                "msg/s",
+                f"{CMD}: one paho publisher, QoS 1, {count:,} "
+                f"messages of {readings} reading(s) via Mosquitto",
+                target,
+            )
+            if readings == 10:
+                results["mqtt_qos1_batch10_measurements_per_s"] = figure(
+                    rate * 10,
+                    "measurements/s",
+                    results[key]["command"],  # type: ignore[arg-type]
+                    "≥ 150,000 (issue #3)",
+                )
+
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+    out = {"meta": meta, "results": results}
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    (ROOT / "BENCHMARKS.md").write_text(render(results, meta))
+    print(render(results, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
