@@ -292,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=200_000, help="messages per pass")
     parser.add_argument("--runs", type=int, default=5, help="passes; the best one counts")
     args = parser.parse_args(argv)
-    command = shlex.join(["python", *(sys.argv if argv is None else ["bench_decode.py", *argv])])
+    script = "benchmarks/bench_decode.py"  # as run from the repository root
+    command = shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)])
 
     identifiers = IdentifierRegistry()
     received_us = to_us(datetime.now(UTC))

@@ -49,14 +49,16 @@ def check_hardware_id(hardware_id: str) -> str:
     return hardware_id
 
 
-def event_time_us(event_date: str | None, received_us: int, max_future_s: float = 86400.0) -> int:
-    """The event time of a message in µs since the epoch.
+_parsed: dict[str, int] = {}
+_PARSED_MAX = 8192
 
-    A missing ``eventDate`` means the receive time (seed 002 §4.5). A date without a UTC offset
-    is rejected rather than guessed: the same wall-clock time happens twice on a DST night.
-    """
-    if event_date is None:
-        return received_us
+
+def _parse_event_date(event_date: str) -> int:
+    """µs since the epoch of an ISO 8601 date-time with offset (cached: a fleet reporting at
+    the same tick sends the same string thousands of times)."""
+    us = _parsed.get(event_date)
+    if us is not None:
+        return us
     try:
         moment = datetime.fromisoformat(event_date)
     except ValueError:
@@ -71,6 +73,21 @@ def event_time_us(event_date: str | None, received_us: int, max_future_s: float 
     if moment.year < 1970:
         raise RejectedMessage(RejectReason.BAD_DATE, f"eventDate {event_date!r} is before 1970")
     us = to_us(moment)
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.clear()
+    _parsed[event_date] = us
+    return us
+
+
+def event_time_us(event_date: str | None, received_us: int, max_future_s: float = 86400.0) -> int:
+    """The event time of a message in µs since the epoch.
+
+    A missing ``eventDate`` means the receive time (seed 002 §4.5). A date without a UTC offset
+    is rejected rather than guessed: the same wall-clock time happens twice on a DST night.
+    """
+    if event_date is None:
+        return received_us
+    us = _parse_event_date(event_date)
     if us > received_us + int(max_future_s * 1e6):
         raise RejectedMessage(
             RejectReason.BAD_DATE,

@@ -69,9 +69,9 @@ CUSTOM_IDENTIFIERS: tuple[tuple[str, str], ...] = (
 MAX_INTERVAL_S = 3600
 WINDOW_TICKS = 3600
 UNKNOWN_IDENTIFIER = "sim.unknown.identifier"
-_REGISTER_ORIGIN_S = 946_684_800  # 2000-01-01T00:00Z: the register estimate grows from here
-# purposes, so no two random streams share a seed
-_DAY, _NOISE, _BOILER, _WEATHER, _GAPS, _OUTAGE, _BAD = range(1, 8)  # 0: households
+_REGISTER_ORIGIN_S = 1_420_070_400  # 2015-01-01T00:00Z: the register estimate grows from here
+# the purpose word of each random stream's seed (0 is the households', in profiles)
+_DAY, _NOISE, _BOILER, _WEATHER, _GAPS, _OUTAGE, _BAD = range(1, 8)
 
 GapWindow = tuple[datetime, datetime] | tuple[datetime, datetime, str]
 
@@ -89,6 +89,26 @@ class MalformedKind(StrEnum):
 MALFORMED_CYCLE = tuple(MalformedKind)
 
 
+def malformed(kind: MalformedKind, msg: DeviceMeasurements) -> bytes:
+    """A broken variant of a good message: same device, same values, one realistic mistake."""
+    request = msg.request
+    measurements, when = dict(request.measurements), request.eventDate or ""
+    name, value = next(iter(measurements.items()))
+    if kind is MalformedKind.MALFORMED_JSON:
+        return encode(msg)[:-3]  # cut inside the eventDate string: unterminated JSON
+    if kind is MalformedKind.UNKNOWN_IDENTIFIER:
+        measurements = {UNKNOWN_IDENTIFIER: value, **measurements}
+        del measurements[name]
+    elif kind is MalformedKind.STRING_VALUE:
+        measurements[name] = str(value)
+    elif kind is MalformedKind.MISSING_OFFSET:
+        when = when[:19]
+    else:  # a European-style date, as a hand-made gateway might send
+        when = f"{when[8:10]}/{when[5:7]}/{when[:4]} {when[11:16]}"
+    request = MeasurementsRequest(measurements, request.updateState, when)
+    return encode(DeviceMeasurements(msg.hardwareId, request))
+
+
 @dataclass(frozen=True, slots=True)
 class _Spec:
     hardware_id: str
@@ -102,6 +122,16 @@ class _Window:
     times: np.ndarray  # tick starts, UTC epoch seconds
     dates: list[str]  # eventDate of each tick
     values: np.ndarray  # (ticks, columns), registers left at 0 (they depend on the call)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    batch_size: int
+    gap_rate: float
+    malformed_rate: float
+    update_state: bool
+    outage_rate: float
+    gap_windows: tuple[GapWindow, ...]
 
 
 def _memo(cache: dict[Any, Any], key: Any, make: Callable[[], Any], size: int = 4) -> Any:
@@ -139,27 +169,21 @@ class Fleet:
         self._devices: list[Device] = []
         self._specs: list[_Spec] = []
         self._plugs: list[tuple[int, int, str]] = []  # (column, household, appliance)
-        self._boilers: list[int] = []  # household of each boiler row
-        meters: list[int] = []
-        boilers: list[int] = []
+        self._boilers: list[int] = []  # household of each boiler
+        meters, boilers = [], []
         for h, home in enumerate(self.households):
-            site = home.site.id
+            site, owned = home.site.id, home.site.appliance_types
             meters.append(self._add(f"{site}-meter", "smart-meter", site, METER_IDENTIFIERS))
-            for appliance in home.site.appliance_types:
-                if appliance in pf.PLUG_SUFFIX:
-                    col = self._add(
-                        f"{site}-plug-{pf.PLUG_SUFFIX[appliance]}",
-                        "smart-plug",
-                        site,
-                        PLUG_IDENTIFIERS,
-                    )
-                    self._plugs.append((col, h, appliance))
-            if "boiler" in home.site.appliance_types:
+            for appliance in (a for a in owned if a in pf.PLUG_SUFFIX):
+                name = f"{site}-plug-{pf.PLUG_SUFFIX[appliance]}"
+                self._plugs.append(
+                    (self._add(name, "smart-plug", site, PLUG_IDENTIFIERS), h, appliance)
+                )
+            if "boiler" in owned:
                 boilers.append(self._add(f"{site}-boiler", "boiler", site, BOILER_IDENTIFIERS))
                 self._boilers.append(h)
         self._meter_cols = np.array(meters, dtype=np.int64)
         self._boiler_cols = np.array(boilers, dtype=np.int64)
-        self._columns = self._specs[-1].last
         self._reg_end = np.full(households, -1, dtype=np.int64)
         self._reg_value = np.zeros(households)
         self._cache: dict[str, dict[Any, Any]] = {k: {} for k in ("day", "plan", "boiler", "win")}
@@ -169,6 +193,14 @@ class Fleet:
         self._specs.append(_Spec(hardware_id, names, first, first + len(names)))
         self._devices.append(Device(self.tenant, hardware_id, kind, site, f"{site} {kind}"))
         return first
+
+    def _attr(self, name: str, homes: Sequence[int] | None = None) -> np.ndarray:
+        """One household parameter as a column vector, for whole-fleet array maths."""
+        chosen = self.households if homes is None else [self.households[h] for h in homes]
+        return np.array([getattr(home, name) for home in chosen], dtype=float)[:, None]
+
+    def _rng(self, *words: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, *words])
 
     def sites(self) -> list[Site]:
         return [home.site for home in self.households]
@@ -200,9 +232,9 @@ class Fleet:
         """UTC bounds of a local day and the UTC offset (s) of each of its quarter-hours."""
 
         def make() -> tuple[int, int, np.ndarray]:
-            ds = int(datetime.combine(day, time(0), tzinfo=self.zone).timestamp())
-            de = int(
-                datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone).timestamp()
+            ds, de = (
+                int(datetime.combine(d, time(0), tzinfo=self.zone).timestamp())
+                for d in (day, day + timedelta(days=1))
             )
             offsets = [
                 datetime.fromtimestamp(t, self.zone).utcoffset() for t in range(ds, de + 900, 900)
@@ -215,10 +247,8 @@ class Fleet:
         """(local day, window, a, b): ticks ``a:b`` of each window that the span touches."""
         stop = first + count * dt
         day = datetime.fromtimestamp(first, self.zone).date()
-        while True:
-            ds, de, _ = self._day(day)
-            if ds >= stop:
-                return
+        while (bounds := self._day(day))[0] < stop:
+            ds, de, _ = bounds
             day_first = -(-ds // dt) * dt
             lo, hi = max(first, day_first), min(stop, de)
             if lo < hi:
@@ -238,73 +268,59 @@ class Fleet:
             weekend = day.weekday() >= 5 or day in pf.belgian_holidays(day.year)
             factors, cycles = [], []
             for home in self.households:
-                rng = np.random.default_rng([self.seed, _DAY, home.index, day.toordinal()])
+                rng = self._rng(_DAY, home.index, day.toordinal())
                 factors.append(math.exp(rng.normal(0.0, 0.15) - 0.15**2 / 2))
+                site = home.site
+                shifts = site.experiment != "control"  # tariff experiments move load to night
                 cycles.append(
-                    pf.whitegood_day(
-                        rng,
-                        ds,
-                        weekend,
-                        home.site.appliance_types,
-                        home.habits,
-                        home.site.experiment != "control",
-                    )
+                    pf.whitegood_day(rng, ds, weekend, site.appliance_types, home.habits, shifts)
                 )
-            return np.array(factors), cycles
+            return np.array(factors)[:, None], cycles
 
         return _memo(self._cache["plan"], day, make)
 
-    def _boiler_day(self, day: date) -> tuple[float, np.ndarray, np.ndarray]:
-        """(start, state of charge, cumulative heat) of every boiler for one boiler day."""
+    def _boiler_day(self, day: date) -> tuple[float, dict[str, np.ndarray]]:
+        """(start, {"soc", "heat"}) of every boiler over one boiler day (05:00 to 06:00)."""
 
-        def make() -> tuple[float, np.ndarray, np.ndarray]:
-            weekend = day.weekday() >= 5
+        def make() -> tuple[float, dict[str, np.ndarray]]:
             homes = [self.households[h] for h in self._boilers]
+            weekend = day.weekday() >= 5
+            rngs = [self._rng(_BOILER, home.index, day.toordinal()) for home in homes]
             draws = np.stack(
                 [
-                    pf.boiler_draws(
-                        np.random.default_rng([self.seed, _BOILER, home.index, day.toordinal()]),
-                        weekend,
-                        home.hot_water,
-                    )
-                    for home in homes
+                    pf.boiler_draws(rng, weekend, h.hot_water)
+                    for rng, h in zip(rngs, homes, strict=True)
                 ]
             )
-            soc, heat = pf.simulate_boilers(
-                draws,
-                np.array([h.boiler_kwh for h in homes]),
-                np.array([h.boiler_kw for h in homes]),
-                np.array([h.boiler_loss_kw for h in homes]),
+            params = (
+                self._attr(name, self._boilers)[:, 0]
+                for name in ("boiler_kwh", "boiler_kw", "boiler_loss_kw")
             )
-            return self._day(day)[0] + pf.BOILER_OFFSET_S, soc, heat
+            soc, heat = pf.simulate_boilers(draws, *params)
+            return self._day(day)[0] + pf.BOILER_OFFSET_S, {"soc": soc, "heat": heat}
 
         return _memo(self._cache["boiler"], day, make)
 
-    def _boiler_window(self, day: date, times: np.ndarray, edges: np.ndarray):
+    def _boiler_window(
+        self, day: date, times: np.ndarray, edges: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Element power over each tick and state of charge at each tick, ``(boilers, ticks)``.
 
-        Ticks before 05:00 belong to yesterday's boiler day: both are full then, so they join.
+        Ticks before 05:00 belong to yesterday's boiler day; both are full then, so they join.
         """
-        prev, cur = self._boiler_day(day - timedelta(days=1)), self._boiler_day(day)
-        switch = cur[0]
+        (t0, prev), (t1, cur) = self._boiler_day(day - timedelta(days=1)), self._boiler_day(day)
 
-        def lerp(grid: np.ndarray, start: float, at: np.ndarray) -> np.ndarray:
-            x = np.clip((at - start) / pf.BOILER_STEP_S, 0.0, pf.BOILER_STEPS)
-            i = np.minimum(np.floor(x).astype(np.int64), pf.BOILER_STEPS - 1)
-            w = x - i
-            return grid[:, i] * (1.0 - w) + grid[:, i + 1] * w
-
-        def joined(index: int, at: np.ndarray, carry: bool) -> np.ndarray:
-            early = at < switch
-            out = np.empty((len(self._boilers), at.size))
-            out[:, early] = lerp(prev[index], prev[0], at[early])
-            out[:, ~early] = lerp(cur[index], cur[0], at[~early])
+        def at(grid: str, moments: np.ndarray, carry: bool) -> np.ndarray:
+            early = moments < t1
+            out = np.empty((len(self._boilers), moments.size))
+            out[:, early] = pf.lerp_grid(prev[grid], t0, moments[early])
+            out[:, ~early] = pf.lerp_grid(cur[grid], t1, moments[~early])
             if carry:  # cumulative heat continues from yesterday's total at the switch
-                out[:, ~early] += lerp(prev[index], prev[0], np.array([switch], dtype=float))
+                out[:, ~early] += pf.lerp_grid(prev[grid], t0, np.array([t1], dtype=float))
             return out
 
-        energy = joined(2, edges, carry=True)
-        return np.diff(energy, axis=1) * 3600 / np.diff(edges), joined(1, times, carry=False)
+        energy = at("heat", edges, carry=True)
+        return np.diff(energy, axis=1) * 3600 / np.diff(edges), at("soc", times, carry=False)
 
     def _window(self, day: date, k: int, dt: int) -> _Window:
         return _memo(self._cache["win"], (day, k, dt), lambda: self._compute(day, k, dt), size=2)
@@ -316,58 +332,44 @@ class Fleet:
         ds, de, quarter_offsets = self._day(day)
         day_first = -(-ds // dt) * dt
         in_day = -(-(de - day_first) // dt)
-        ticks = np.arange(k * WINDOW_TICKS, min(in_day, (k + 1) * WINDOW_TICKS), dtype=np.int64)
-        times = day_first + ticks * dt
+        times = day_first + dt * np.arange(k * WINDOW_TICKS, min(in_day, (k + 1) * WINDOW_TICKS))
         edges = np.append(times, times[-1] + dt).astype(float)
         mid = times + dt / 2
         midnight = (day - date(1970, 1, 1)).days * pf.DAY_S  # local midnight as naive epoch s
-        wall = times + quarter_offsets[(times - ds) // 900] - midnight + dt / 2
-        homes = self.households
-        n = times.size
+        wall = mid + quarter_offsets[(times - ds) // 900] - midnight  # local clock, DST-aware
+        n, ordinal = times.size, day.toordinal()
         noise = np.stack(
             [
-                np.random.default_rng(
-                    [self.seed, _NOISE, home.index, day.toordinal(), k, dt]
-                ).standard_normal((5, n + 1))
-                for home in homes
+                self._rng(_NOISE, home.index, ordinal, k, dt).standard_normal((5, n + 1))
+                for home in self.households
             ]
         )
 
-        # base load: H0 at the household's own clock, a daily factor, and correlated noise
+        # base load: H0 on the household's own clock, a daily factor, correlated noise
         factors, cycles = self._plan(day)
         sigma, phi = 0.12 * (900 / dt) ** 0.15, math.exp(-dt / 180)
-        wobble, _ = lfilter(
-            [math.sqrt(1 - phi * phi)],
-            [1.0, -phi],
-            noise[:, 0, 1:],
-            axis=1,
-            zi=phi * noise[:, 0, :1],
-        )
-        shifts = np.array([h.shift_s for h in homes])
-        base = (
-            np.array([h.base_kwh for h in homes])[:, None]
-            * factors[:, None]
-            * pf.h0_at(day, wall[None, :] + shifts[:, None])
+        b, a = [math.sqrt(1 - phi * phi)], [1.0, -phi]
+        wobble = lfilter(b, a, noise[:, 0, 1:], axis=1, zi=phi * noise[:, 0, :1])[0]
+        load = (
+            self._attr("base_kwh")
+            * factors
+            * pf.h0_at(day, wall + self._attr("shift_s"))
             * np.exp(sigma * wobble - sigma * sigma / 2)
         )
 
         # PV: clear sky on the household's roof, regional clouds, a little local noise
         quarters = (de - ds) // 900 + 2
-        sky = pf.sky_transmission(
-            np.random.default_rng([self.seed, _WEATHER, day.toordinal()]), day.month, quarters
-        )
+        sky = pf.sky_transmission(self._rng(_WEATHER, ordinal), day.month, quarters)
         clear = pf.clear_sky_per_kwp(mid) * np.interp(mid, ds + 900.0 * np.arange(quarters), sky)
-        roofs = np.array([h.pv_roof for h in homes])
-        pv_scale = np.array([h.pv_kwp * h.pv_yield for h in homes])[:, None]
-        pv = pv_scale * clear[roofs] * (1 + 0.04 * (900 / dt) ** 0.2 * noise[:, 1, 1:])
-        pv = np.maximum(pv, 0.0)
+        roofs = self._attr("pv_roof")[:, 0].astype(np.int64)
+        flicker = 1 + 0.04 * (900 / dt) ** 0.2 * noise[:, 1, 1:]
+        pv = np.maximum(self._attr("pv_kwp") * self._attr("pv_yield") * clear[roofs] * flicker, 0)
 
-        values = np.zeros((n, self._columns))
-        load = base
+        values = np.zeros((n, self._specs[-1].last))
         previous = self._plan(day - timedelta(days=1))[1]
         for col, h, appliance in self._plugs:
             runs = previous[h].get(appliance, []) + cycles[h].get(appliance, [])
-            power = pf.mean_power(edges, runs) + homes[h].standby_kw
+            power = pf.mean_power(edges, runs) + self.households[h].standby_kw
             load[h] += power
             values[:, col] = np.round(power, 4)
         if self._boilers:
@@ -377,22 +379,17 @@ class Fleet:
             values[:, self._boiler_cols + 1] = np.round(100 * soc, 1).T
             values[:, self._boiler_cols + 2] = np.round(pf.boiler_temperature(soc), 1).T
 
-        consumed = np.round(np.maximum(load - pv, 0.0), 4) + 0.0
+        consumed = np.round(np.maximum(load - pv, 0.0), 4) + 0.0  # + 0.0: no "-0.0" on the wire
         injected = np.round(np.maximum(pv - load, 0.0), 4) + 0.0
         values[:, self._meter_cols] = consumed.T
         values[:, self._meter_cols + 1] = injected.T
         feeder = pf.h0_at(day, wall) * 8760  # fleet-wide load level: the evening voltage dip
         for phase in range(3):
-            offset = np.array([h.voltage_offset[phase] for h in homes])[:, None]
-            volts = (
-                233.0
-                + offset
-                - 3.0 * feeder[None, :]
-                - 0.5 * consumed
-                + 0.9 * injected
-                + 0.4 * noise[:, 2 + phase, 1:]
-            )
-            values[:, self._meter_cols + 3 + phase] = np.round(volts, 1).T
+            offset = np.array([h.voltage_offset[phase] for h in self.households])[:, None]
+            volts = 233.0 + offset - 3.0 * feeder - 0.5 * consumed + 0.9 * injected
+            values[:, self._meter_cols + 3 + phase] = np.round(
+                volts + 0.4 * noise[:, 2 + phase, 1:], 1
+            ).T
         dates = [datetime.fromtimestamp(t, self.zone).isoformat() for t in times.tolist()]
         dates = [d[:-6] + "Z" if d.endswith("+00:00") else d for d in dates]
         return _Window(times, dates, values)
@@ -402,82 +399,42 @@ class Fleet:
     def _registers(self, values: np.ndarray, first: int, dt: int) -> None:
         """Fill the register columns of a slice, continuing this fleet's previous call if it
         ended exactly here, else from an estimate that only grows with the date."""
-        estimate = np.array(
-            [
-                h.register_kwh
-                + h.annual_kwh / 365.25 * max(first - _REGISTER_ORIGIN_S, 0) / pf.DAY_S
-                for h in self.households
-            ]
-        )
-        known = self._reg_end >= 0
-        start = np.where(
-            self._reg_end == first,
-            self._reg_value,
-            np.where(
-                known & (first > self._reg_end), np.maximum(estimate, self._reg_value), estimate
-            ),
-        )
-        steps = np.cumsum(values[:, self._meter_cols] * (dt / 3600), axis=0)
-        before = np.vstack([np.zeros((1, steps.shape[1])), steps[:-1]])
-        values[:, self._meter_cols + 2] = np.round(start + before, 4)
+        days = max(first - _REGISTER_ORIGIN_S, 0) / pf.DAY_S
+        estimate = self._attr("register_kwh")[:, 0] + self._attr("annual_kwh")[:, 0] / 365.25 * days
+        later = (self._reg_end >= 0) & (first > self._reg_end)
+        start = np.where(later, np.maximum(estimate, self._reg_value), estimate)
+        start = np.where(self._reg_end == first, self._reg_value, start)
+        energy = values[:, self._meter_cols] * (dt / 3600)
+        steps = np.cumsum(energy, axis=0)
+        values[:, self._meter_cols + 2] = np.round(start + steps - energy, 4)  # energy before t
         self._reg_end[:] = first + len(values) * dt
         self._reg_value = start + steps[-1]
 
     def _missing(
-        self,
-        day: date,
-        k: int,
-        dt: int,
-        window: _Window,
-        a: int,
-        b: int,
-        gap_rate: float,
-        outage_rate: float,
-        gap_windows: Sequence[GapWindow],
+        self, day: date, k: int, dt: int, window: _Window, a: int, b: int, opts: _Options
     ) -> np.ndarray | None:
         """``(ticks, devices)`` True where a device stays silent, or None if none does."""
-        if gap_rate <= 0 and outage_rate <= 0 and not gap_windows:
+        if opts.gap_rate <= 0 and opts.outage_rate <= 0 and not opts.gap_windows:
             return None
         times, devices = window.times[a:b], len(self._specs)
         missing = np.zeros((b - a, devices), dtype=bool)
-        if gap_rate > 0:
-            rng = np.random.default_rng([self.seed, _GAPS, day.toordinal(), k, dt])
-            missing |= rng.random((window.times.size, devices))[a:b] < gap_rate
-        if outage_rate > 0:
+        if opts.gap_rate > 0:
+            rng = self._rng(_GAPS, day.toordinal(), k, dt)
+            missing |= rng.random((window.times.size, devices))[a:b] < opts.gap_rate
+        if opts.outage_rate > 0:
             ds, de, _ = self._day(day)
-            rng = np.random.default_rng([self.seed, _OUTAGE, day.toordinal()])
-            hit, begin = rng.random(devices) < outage_rate, rng.uniform(ds, de, devices)
-            end = begin + rng.uniform(3600, 6 * 3600, devices)
+            rng = self._rng(_OUTAGE, day.toordinal())
+            hit, length = rng.random(devices) < opts.outage_rate, rng.uniform(3600, 21600, devices)
+            begin = ds + rng.random(devices) * (de - ds - length)  # whole, within the day
+            end = begin + length
             missing |= hit & (times[:, None] >= begin) & (times[:, None] < end)
-        for gap in gap_windows:
-            lo, hi = gap[0].timestamp(), gap[1].timestamp()
-            who = gap[2] if len(gap) > 2 else None  # type: ignore[misc]
-            cols = [i for i, d in enumerate(self._devices) if who in (None, d.hardware_id, d.site)]
-            rows = (times >= lo) & (times < hi)
+        for gap in opts.gap_windows:
+            who = gap[2] if len(gap) > 2 else None
+            chosen = [who in (None, d.hardware_id, d.site) for d in self._devices]
+            cols = np.flatnonzero(chosen)
+            rows = (times >= gap[0].timestamp()) & (times < gap[1].timestamp())
             missing[np.ix_(rows, cols)] = True
         return missing if missing.any() else None
-
-    @staticmethod
-    def _malformed(kind: MalformedKind, msg: DeviceMeasurements) -> bytes:
-        request = msg.request
-        measurements, date_ = dict(request.measurements), request.eventDate or ""
-        name, value = next(iter(measurements.items()))
-        if kind is MalformedKind.MALFORMED_JSON:
-            return encode(msg)[:-3]  # cut inside the eventDate string: unterminated JSON
-        if kind is MalformedKind.UNKNOWN_IDENTIFIER:
-            measurements = {UNKNOWN_IDENTIFIER: value, **measurements}
-            del measurements[name]
-        elif kind is MalformedKind.STRING_VALUE:
-            measurements[name] = str(value)
-        elif kind is MalformedKind.MISSING_OFFSET:
-            date_ = date_[:19]
-        else:  # a European-style date, as a hand-made gateway might send
-            date_ = f"{date_[8:10]}/{date_[5:7]}/{date_[:4]} {date_[11:16]}"
-        return encode(
-            DeviceMeasurements(
-                msg.hardwareId, MeasurementsRequest(measurements, request.updateState, date_)
-            )
-        )
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -500,41 +457,23 @@ class Fleet:
         tick), at most ``batch_size`` per list. ``gap_rate``: probability a device's reading is
         missing at a tick; ``outage_rate``: probability a device is silent for one 1-6 h window
         of a day; ``gap_windows``: explicit silent spans for everyone, a site or a device.
-        ``malformed_rate``: probability a message is replaced by a broken one, the kinds in
-        ``MALFORMED_CYCLE`` order. Arguments are checked now, values made lazily.
+        ``malformed_rate``: probability a message is replaced by a broken one, the kinds taken
+        in ``MALFORMED_CYCLE`` order. Arguments are checked now; values are made lazily.
         """
         first, count = self._tick_span(start, end, interval_s)
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        for rate in (gap_rate, malformed_rate, outage_rate):
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError("rates must be within [0, 1]")
-        for gap in gap_windows:
-            if gap[0].tzinfo is None or gap[1].tzinfo is None:
-                raise ValueError("gap windows need aware datetimes")
-        return self._generate(
-            first,
-            count,
-            interval_s,
-            batch_size,
-            gap_rate,
-            malformed_rate,
-            update_state,
-            outage_rate,
-            tuple(gap_windows),
+        if not all(0.0 <= r <= 1.0 for r in (gap_rate, malformed_rate, outage_rate)):
+            raise ValueError("rates must be within [0, 1]")
+        if any(g[0].tzinfo is None or g[1].tzinfo is None for g in gap_windows):
+            raise ValueError("gap windows need aware datetimes")
+        opts = _Options(
+            batch_size, gap_rate, malformed_rate, update_state, outage_rate, tuple(gap_windows)
         )
+        return self._generate(first, count, interval_s, opts)
 
     def _generate(
-        self,
-        first: int,
-        count: int,
-        dt: int,
-        batch_size: int,
-        gap_rate: float,
-        malformed_rate: float,
-        update_state: bool,
-        outage_rate: float,
-        gap_windows: tuple[GapWindow, ...],
+        self, first: int, count: int, dt: int, opts: _Options
     ) -> Iterator[list[tuple[str, bytes]]]:
         out: list[tuple[str, bytes]] = []
         broken = 0
@@ -543,11 +482,11 @@ class Fleet:
             window = self._window(day, k, dt)
             values = window.values[a:b].copy()
             self._registers(values, int(window.times[a]), dt)
-            missing = self._missing(day, k, dt, window, a, b, gap_rate, outage_rate, gap_windows)
+            missing = self._missing(day, k, dt, window, a, b, opts)
             bad = None
-            if malformed_rate > 0:
-                rng = np.random.default_rng([self.seed, _BAD, day.toordinal(), k, dt])
-                bad = rng.random((window.times.size, len(specs)))[a:b] < malformed_rate
+            if opts.malformed_rate > 0:
+                rng = self._rng(_BAD, day.toordinal(), k, dt)
+                bad = rng.random((window.times.size, len(specs)))[a:b] < opts.malformed_rate
             for j, row in enumerate(values.tolist()):
                 event_date = window.dates[a + j]
                 skip = missing[j].tolist() if missing is not None else None
@@ -555,19 +494,16 @@ class Fleet:
                 for d, (hardware_id, names, lo, hi) in enumerate(specs):
                     if skip is not None and skip[d]:
                         continue
-                    msg = DeviceMeasurements(
-                        hardware_id,
-                        MeasurementsRequest(
-                            dict(zip(names, row[lo:hi], strict=False)), update_state, event_date
-                        ),
-                    )
+                    measurements = dict(zip(names, row[lo:hi], strict=False))
+                    request = MeasurementsRequest(measurements, opts.update_state, event_date)
+                    msg = DeviceMeasurements(hardware_id, request)
                     if spoil is not None and spoil[d]:
-                        payload = self._malformed(MALFORMED_CYCLE[broken % 5], msg)
+                        payload = malformed(MALFORMED_CYCLE[broken % len(MALFORMED_CYCLE)], msg)
                         broken += 1
                     else:
                         payload = encode(msg)
                     out.append((hardware_id, payload))
-                    if len(out) >= batch_size:
+                    if len(out) >= opts.batch_size:
                         yield out
                         out = []
         if out:

@@ -216,8 +216,16 @@ def washer_program(rng: np.random.Generator) -> tuple[tuple[float, ...], tuple[f
     """Washing machine: fill, heat the water (~2 kW, longer at 60 °C), tumble, rinse, spin."""
     temperature = int(rng.choice([30, 40, 60], p=[0.35, 0.45, 0.2]))
     heat = {30: (6, 9), 40: (13, 17), 60: (17, 21)}[temperature]
-    return _program(rng, [(2, 4, 0.03, 0.06), (*heat, 1.95, 2.2), (35, 55, 0.12, 0.3),
-                          (12, 20, 0.06, 0.12), (8, 12, 0.3, 0.5)])  # fmt: skip
+    return _program(
+        rng,
+        [
+            (2, 4, 0.03, 0.06),
+            (*heat, 1.95, 2.2),
+            (35, 55, 0.12, 0.3),
+            (12, 20, 0.06, 0.12),
+            (8, 12, 0.3, 0.5),
+        ],
+    )
 
 
 def dryer_program(rng: np.random.Generator) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -227,8 +235,16 @@ def dryer_program(rng: np.random.Generator) -> tuple[tuple[float, ...], tuple[fl
 
 def dishwasher_program(rng: np.random.Generator) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Dishwasher: prewash, heat (~1.8 kW), wash, heat for the rinse, dry."""
-    return _program(rng, [(8, 14, 0.06, 0.12), (14, 20, 1.75, 2.0), (25, 35, 0.1, 0.18),
-                          (10, 15, 1.75, 2.0), (25, 35, 0.02, 0.06)])  # fmt: skip
+    return _program(
+        rng,
+        [
+            (8, 14, 0.06, 0.12),
+            (14, 20, 1.75, 2.0),
+            (25, 35, 0.1, 0.18),
+            (10, 15, 1.75, 2.0),
+            (25, 35, 0.02, 0.06),
+        ],
+    )
 
 
 def _clock(rng: np.random.Generator, modes: list[tuple[float, float, float]]) -> float:
@@ -241,11 +257,14 @@ def _clock(rng: np.random.Generator, modes: list[tuple[float, float, float]]) ->
 def _sequential(starts: list[float], programs: list, day_start_s: float) -> list[Cycle]:
     """Cycles of one appliance in start order, never overlapping (one machine, one program)."""
     cycles: list[Cycle] = []
-    for start, (durations, powers) in sorted(zip(starts, programs, strict=True),
-                                             key=lambda pair: pair[0]):  # fmt: skip
+    for start, (durations, powers) in sorted(
+        zip(starts, programs, strict=True), key=lambda pair: pair[0]
+    ):
         at = day_start_s + start
         if cycles:
             at = max(at, cycles[-1].end_s + 600)
+        if at - day_start_s > 23.75 * 3600:
+            break  # no room left today: skipped, so runs never reach tomorrow's first cycles
         cycles.append(Cycle(at, durations, powers))
     return cycles
 
@@ -275,12 +294,16 @@ def whitegood_day(
             [(0.7, 10.5, 1.3), (0.3, 15.0, 1.5)] if weekend else [(0.4, 8.3, 0.9), (0.6, 19.0, 1.2)]
         )
         starts = [_clock(rng, modes) for _ in range(n)]
-        out["washing_machine"] = _sequential(starts, [washer_program(rng) for _ in starts],
-                                             day_start_s)  # fmt: skip
+        out["washing_machine"] = _sequential(
+            starts, [washer_program(rng) for _ in starts], day_start_s
+        )
     if "dryer" in appliances:
         p = habits["dryer"]
-        starts = [c.end_s - day_start_s + rng.uniform(300, 2400)
-                  for c in out.get("washing_machine", []) if rng.random() < p]  # fmt: skip
+        starts = [
+            c.end_s - day_start_s + rng.uniform(300, 2400)
+            for c in out.get("washing_machine", [])
+            if rng.random() < p
+        ]
         out["dryer"] = _sequential(starts, [dryer_program(rng) for _ in starts], day_start_s)
     if "dishwasher" in appliances:
         n = int(rng.poisson(habits["dishwasher"] / 7))
@@ -290,8 +313,9 @@ def whitegood_day(
             if shifts_to_night and rng.random() < 0.5:
                 at = float(rng.uniform(22.5, 23.5)) * 3600
             starts.append(at)
-        out["dishwasher"] = _sequential(starts, [dishwasher_program(rng) for _ in starts],
-                                        day_start_s)  # fmt: skip
+        out["dishwasher"] = _sequential(
+            starts, [dishwasher_program(rng) for _ in starts], day_start_s
+        )
     return out
 
 
@@ -338,9 +362,11 @@ def boiler_draws(rng: np.random.Generator, weekend: bool, scale: float) -> np.nd
     draws in between; nothing between 23:00 and 06:00, so the tank is full at every day boundary.
     """
     draws = np.zeros(BOILER_STEPS)
-    events = [(7.8 if weekend else 6.9, 0.8, rng.integers(1, 4), 1.0, 2.4),
-              (19.5, 1.2, rng.integers(1, 3), 0.5, 2.5),
-              (13.0, 3.0, rng.integers(1, 5), 0.1, 0.4)]  # fmt: skip
+    events = [
+        (7.8 if weekend else 6.9, 0.8, rng.integers(1, 4), 1.0, 2.4),
+        (19.5, 1.2, rng.integers(1, 3), 0.5, 2.5),
+        (13.0, 3.0, rng.integers(1, 5), 0.1, 0.4),
+    ]
     for mean_h, sd_h, count, lo_kwh, hi_kwh in events:
         for _ in range(int(count)):
             hour = float(np.clip(rng.normal(mean_h, sd_h), 6.0, 22.5))
@@ -377,6 +403,14 @@ def simulate_boilers(
         soc[:, step + 1] = stored / capacity_kwh
         heat[:, step + 1] = heat[:, step] + added
     return soc, heat
+
+
+def lerp_grid(grid: np.ndarray, start_s: float, at_s: np.ndarray) -> np.ndarray:
+    """Rows of a per-minute boiler grid (from :func:`simulate_boilers`) linearly at ``at_s``."""
+    x = np.clip((at_s - start_s) / BOILER_STEP_S, 0.0, BOILER_STEPS)
+    i = np.minimum(np.floor(x).astype(np.int64), BOILER_STEPS - 1)
+    w = x - i
+    return grid[:, i] * (1.0 - w) + grid[:, i + 1] * w
 
 
 def boiler_temperature(soc: np.ndarray) -> np.ndarray:
