@@ -5,7 +5,8 @@ their ``type`` field. Outbound: :class:`CommandMessage`, a command invocation as
 
 msgspec was chosen over pydantic v2 by measurement (``benchmarks/bench_decode.py``; figures in
 BENCHMARKS.md): it decodes and validates these messages 2–3× faster than the pydantic v2
-equivalent, which matters on the hot ingest path. Field names keep the seed's camelCase so that the wire format *is* the type.
+equivalent, which matters on the hot ingest path. Field names keep the seed's camelCase so
+that the wire format *is* the type.
 
 Values that the structs cannot check by type alone — identifiers against the tenant's registry,
 finite numbers, dates with an offset — are checked by :mod:`gridhub.domain.validation`, which
