@@ -8,7 +8,7 @@ callers build a :class:`Settings` and pass it down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     )
     mqtt_client_id: str = "gridhub-ingest"
     mqtt_topic: str = "gridhub/+/+/events"
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="5 lets the hub ask for a wide in-flight window (Receive Maximum)"
+    )
     # limits (N3): every input is bounded
     max_message_bytes: int = Field(64 * 1024, ge=256, description="one canonical message")
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="one HTTP body")

@@ -49,15 +49,18 @@ class Hub:
         if not mqtt:
             return
         url = self.settings.mqtt_url
+        mqtt5 = self.settings.mqtt_protocol == "5"
         if url is None:
             self.broker = EmbeddedBroker()
             self.broker.start()
             url = self.broker.url
+            mqtt5 = self.broker.kind == "mosquitto"  # amqtt speaks MQTT 3.1.1 only
         self.mqtt = MqttSource(
             self.pipeline,
             url,
             client_id=self.settings.mqtt_client_id,
             topic=self.settings.mqtt_topic,
+            mqtt5=mqtt5,
         )
         self.mqtt.start()
 

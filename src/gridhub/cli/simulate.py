@@ -106,7 +106,6 @@ def simulate(
             raise typer.Exit(1)
         console.print(f"registered {report['sites']} households, {report['devices']} devices")
     now = datetime.now(ZoneInfo("UTC"))
-    options = {"gap_rate": gap_rate, "malformed_rate": malformed_rate}
     if backfill:
         http = HttpPublisher(url, tenant, token)
         start = backfill_start(fleet, backfill, now)
@@ -117,7 +116,12 @@ def simulate(
                 )
                 sent_ticks = 0
                 for batch in fleet.batches(
-                    start, now, 900, batch_size=len(fleet.devices()), **options
+                    start,
+                    now,
+                    900,
+                    batch_size=len(fleet.devices()),
+                    gap_rate=gap_rate,
+                    malformed_rate=malformed_rate,
                 ):
                     http.publish(batch)
                     sent_ticks += 1
@@ -131,7 +135,15 @@ def simulate(
         f"{'MQTT ' + mqtt_url if mqtt_url else 'HTTP ' + url} (Ctrl-C stops)"
     )
     try:
-        sent = run_live(fleet, publisher, interval, duration_s=duration, stop=stop, **options)
+        sent = run_live(
+            fleet,
+            publisher,
+            interval,
+            duration_s=duration,
+            stop=stop,
+            gap_rate=gap_rate,
+            malformed_rate=malformed_rate,
+        )
     except KeyboardInterrupt:
         stop.set()
         sent = -1

@@ -298,8 +298,10 @@ class _MosquittoRunner:
     The config is written for the hub's ingest, which acknowledges a message only after the store
     committed it (see the comments in :meth:`_config`). The process is stopped by :meth:`stop`,
     or by an ``atexit`` hook if the hub exits without stopping it, so that it does not linger on
-    its port after the hub is gone. (A hub killed with SIGKILL cannot run that hook; its
-    Mosquitto then keeps running until it is stopped by hand.)
+    its port after the hub is gone. It stays in the hub's session and process group, so a
+    terminal's ^C reaches it as well. What neither covers: a hub killed by a signal that Python
+    does not turn into a normal exit (SIGKILL, or SIGHUP, on which Mosquitto merely reloads its
+    config) leaves its Mosquitto running until someone stops it.
     """
 
     def __init__(
@@ -388,7 +390,7 @@ class _MosquittoRunner:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=self._workdir,
-                start_new_session=False,  # same session as the hub: a terminal's ^C reaches it too
+                start_new_session=False,  # see the class docstring
             )
         self._process = process
         self._exit_hook = functools.partial(
@@ -434,14 +436,15 @@ class _MosquittoRunner:
             f"listener {port} {self._host}",
             # Without credentials, as amqtt; the listener is on loopback unless asked otherwise.
             "allow_anonymous true",
-            # Sessions live in memory, as with amqtt: nothing to clean up, no stale state.
+            # Sessions live in memory, as with amqtt: no database file to manage or to go stale.
             "persistence false",
             # No limit on unacknowledged QoS 1 messages per client. The hub acknowledges after
             # the store commit, batch by batch, so a small limit (Mosquitto's default is 20) would
             # throttle each commit to that many messages; and for a connected client, messages
             # beyond the limit would be queued and subject to max_queued_messages below, i.e.
             # dropped when the hub is slow. Unlimited, they are in flight and never dropped while
-            # the hub is connected; when it stalls, TCP backpressure keeps them in Mosquitto.
+            # the hub is connected; when it stalls, TCP backpressure keeps them in Mosquitto's
+            # memory (unbounded while the hub stays connected: the price of dropping nothing).
             # Mosquitto has no PUBACK timeout: an in-flight message waits for as long as the hub
             # takes, and is resent when the hub reconnects with its session.
             "max_inflight_messages 0",
@@ -476,9 +479,12 @@ class _MosquittoRunner:
         return self._workdir / "mosquitto.log"
 
     def _read_log(self) -> bytes:
+        """Mosquitto's output so far (empty if there is none yet, or no longer)."""
+        if self._workdir is None:
+            return b""
         try:
             return self._log_path().read_bytes()
-        except (AssertionError, OSError):
+        except OSError:
             return b""
 
     def _forget_process(self) -> None:
@@ -514,9 +520,11 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 def _stop_at_exit(process: subprocess.Popen[bytes], timeout: float, workdir: Path) -> None:
-    """atexit hook for a Mosquitto the hub did not stop: without it, the child would outlive the
-    hub, holding its port and the sessions' messages that no one will collect, and its temp
-    directory would stay behind."""
+    """Stop a Mosquitto the hub did not stop, and delete its temp directory (an atexit hook).
+
+    Without it, the child would outlive the hub, holding its port and messages no one will
+    collect, and its directory would stay behind.
+    """
     _terminate(process, timeout)
     shutil.rmtree(workdir, ignore_errors=True)
 

@@ -5,6 +5,13 @@ manual acknowledgement: a PUBACK goes back only after the pipeline has committed
 (or its dead letter) to the store. If the hub dies before that, the broker redelivers, and the
 store's dedupe drops what was already written. When the buffer is full, ``on_message`` waits for
 room, which stops paho reading from the socket: the broker holds the backlog, not our memory.
+
+MQTT 5 is used where the broker speaks it, for one reason: a v5 client announces its *Receive
+Maximum*, the number of unacknowledged QoS 1 messages it accepts. Mosquitto otherwise allows a
+subscriber only 20 messages in flight (``max_inflight_messages``); since we acknowledge only after
+a commit, 20 in flight would cap ingest at 20 messages per store write, and Mosquitto drops what
+overflows its per-client queue (``max_queued_messages``, 1000 by default). With a Receive Maximum
+of 65,535 the in-flight window is as wide as a batch.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import time
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gridhub.domain.rejections import RejectReason
 from gridhub.ingest.pipeline import Pipeline, Receipt
@@ -46,20 +55,34 @@ class MqttSource:
         *,
         client_id: str = "gridhub-ingest",
         topic: str = "gridhub/+/+/events",
+        mqtt5: bool = True,
+        receive_maximum: int = 65_535,
+        session_expiry_s: int = 7 * 86_400,
     ) -> None:
         self._pipeline = pipeline
         self.host, self.port = parse_mqtt_url(url)
         self.url = url
         self._topic = topic
         self.connected = threading.Event()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            manual_ack=True,
-        )
-        self._client.max_inflight_messages_set(1000)
-        self._client.max_queued_messages_set(0)
+        self._connect_properties: Properties | None = None
+        if mqtt5:
+            self._client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+            props = Properties(PacketTypes.CONNECT)
+            props.ReceiveMaximum = receive_maximum
+            props.SessionExpiryInterval = session_expiry_s  # keep the session while we are away
+            self._connect_properties = props
+        else:
+            self._client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=False,
+                manual_ack=True,
+            )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -67,7 +90,16 @@ class MqttSource:
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; raise if the broker is not reachable within ``timeout``."""
-        self._client.connect_async(self.host, self.port, keepalive=30)
+        if self._connect_properties is not None:
+            self._client.connect_async(
+                self.host,
+                self.port,
+                keepalive=30,
+                clean_start=False,
+                properties=self._connect_properties,
+            )
+        else:
+            self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
         if not self.connected.wait(timeout):
             self._client.loop_stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 
@@ -19,7 +20,7 @@ class DuckDBCatalog:
     def __init__(self, db: DuckDBDatabase) -> None:
         self._db = db
 
-    def _rows(self, sql: str, params: object = ()) -> list[tuple]:  # type: ignore[type-arg]
+    def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
         try:
             return self._db.cursor().execute(sql, params).fetchall()
         except duckdb.Error as exc:

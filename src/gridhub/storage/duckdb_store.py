@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -349,7 +350,7 @@ class DuckDBStore:
     def close(self) -> None:
         self._db.close()
 
-    def _read(self, sql: str, params: object) -> list[tuple]:  # type: ignore[type-arg]
+    def _read(self, sql: str, params: object) -> list[tuple[Any, ...]]:
         try:
             return self._db.cursor().execute(sql, params).fetchall()
         except duckdb.Error as exc:

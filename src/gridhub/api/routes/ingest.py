@@ -48,8 +48,12 @@ async def submit(pipeline: Pipeline, envelopes: list[Envelope], timeout: float) 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Receipt] = loop.create_future()
 
+    def resolve(receipt: Receipt) -> None:
+        if not done.done():  # the request may have timed out already
+            done.set_result(receipt)
+
     def confirm(receipt: Receipt) -> None:
-        loop.call_soon_threadsafe(lambda: done.done() or done.set_result(receipt))
+        loop.call_soon_threadsafe(resolve, receipt)
 
     # validation is CPU work: keep it off the event loop; timeout=0 → full buffer answers 503
     await run_in_threadpool(pipeline.submit, envelopes, confirm, timeout=0)
