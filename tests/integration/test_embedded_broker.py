@@ -91,6 +91,7 @@ class Subscriber:
         self.session_present: bool | None = None
         self.subscribe_on_connect = True
         self.subscribed = threading.Event()
+        self.flushed = threading.Event()
         self.disconnected = threading.Event()
         self.client: mqtt.Client | None = None
 
@@ -109,6 +110,9 @@ class Subscriber:
         if self.auto_ack:  # in the hub: only once the message is durable
             client.ack(message.mid, message.qos)
 
+    def _on_unsubscribe(self, *_args: Any) -> None:
+        self.flushed.set()
+
     def _on_disconnect(self, *_args: Any) -> None:
         self.disconnected.set()
 
@@ -121,6 +125,7 @@ class Subscriber:
         )
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         self.client = client
@@ -135,8 +140,24 @@ class Subscriber:
         else:
             assert wait_until(lambda: self.session_present is not None), "no CONNACK"
 
+    def flush(self) -> None:
+        """Wait until the broker has processed everything this connection sent so far.
+
+        A broker handles a connection's packets in order, so once the UNSUBACK (for a topic never
+        subscribed to) is back, so are the PUBACKs sent before it. Without this, a reconnect with
+        the same client id right after :meth:`disconnect` may take the session over before the
+        broker has read the last PUBACKs (Mosquitto does): those messages then come again, a
+        duplicate rather than a loss, but not what a test of acknowledgements should see.
+        """
+        assert self.client is not None
+        self.flushed.clear()
+        result, _mid = self.client.unsubscribe("gridhub/test/flush")
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        assert self.flushed.wait(DEADLINE_S), "no UNSUBACK from the broker"
+
     def disconnect(self) -> None:
         assert self.client is not None
+        self.flush()
         self.client.disconnect()
         assert self.disconnected.wait(DEADLINE_S), "paho did not report the disconnect"
         self.client.loop_stop()

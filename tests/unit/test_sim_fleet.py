@@ -242,6 +242,29 @@ def test_register_only_increases_and_continues_across_calls(fleet: Fleet) -> Non
         np.testing.assert_allclose(np.diff(register), power[:-1] * 0.25, atol=1.5e-4)
 
 
+def test_register_survives_overlaps_interval_changes_and_jumps() -> None:
+    def meters(fleet: Fleet, start: datetime, end: datetime, dt: int = 900):
+        values = series(messages(fleet, start, end, dt))
+        return [(values[(m, REGISTER)], values[(m, POWER)]) for m in ("hh001-meter", "hh002-meter")]
+
+    noon, five_past = local(2026, 3, 1, 12), local(2026, 3, 1, 12, 5)
+    overlap, switch, jump = Fleet(2, seed=4), Fleet(2, seed=4), Fleet(2, seed=4)
+    for fleet in (overlap, switch, jump):
+        backfill = meters(fleet, local(2026, 3, 1), five_past)  # same for all; last tick 12:00
+    again = meters(overlap, noon, noon + timedelta(minutes=1), 1)
+    live = meters(switch, five_past, five_past + timedelta(minutes=5), 60)
+    later = meters(jump, local(2026, 3, 2), local(2026, 3, 2, 1))
+    for (register, power), (first, _), (minutes, _), (next_day, _), home in zip(
+        backfill, again, live, later, jump.households, strict=True
+    ):
+        assert first[0] == register[-1]  # the 12:00 tick, sent twice, agrees
+        # 12:05 at 1 min: five minutes of the 12:00 quarter's mean power later
+        assert minutes[0] == pytest.approx(register[-1] + power[-1] * 5 / 60, abs=2e-4)
+        assert np.all(np.diff(minutes) >= 0)
+        # a day later: about the average day more, never less
+        assert register[-1] < next_day[0] < register[-1] + 2 * home.annual_kwh / 365
+
+
 def test_plugs_and_boilers_report_their_appliance(fleet: Fleet) -> None:
     values = series(messages(fleet, local(2026, 4, 6), local(2026, 4, 13)))
     for (device, name), points in values.items():

@@ -438,7 +438,9 @@ class _MosquittoRunner:
             "allow_anonymous true",
             # Sessions live in memory, as with amqtt: no database file to manage or to go stale.
             "persistence false",
-            # No limit on unacknowledged QoS 1 messages per client. The hub acknowledges after
+            # No limit on unacknowledged QoS 1 messages per MQTT 3.1.1 client (an MQTT 5 client
+            # announces its own limit, its Receive Maximum, which Mosquitto uses instead; the
+            # hub's subscriber announces 65 535 when it speaks MQTT 5). The hub acknowledges after
             # the store commit, batch by batch, so a small limit (Mosquitto's default is 20) would
             # throttle each commit to that many messages; and for a connected client, messages
             # beyond the limit would be queued and subject to max_queued_messages below, i.e.

@@ -28,8 +28,8 @@ computed for the whole fleet in numpy (cached, so live mode pays once per window
 per-message Python work is a dict, a struct and msgspec's encoder. Why it is deterministic:
 every random draw comes from a generator seeded by (seed, purpose, household, day, window), so a
 value depends on the seed and the instant, not on how a span is cut into calls. The register is
-the exception: it continues from the end of this fleet's previous call when the next starts there
-(backfill then live), and otherwise starts from an estimate that grows with the date.
+the exception: it continues from this fleet's previous call when the next one starts where that
+ended (or inside its last window), as backfill then live does, and otherwise from an estimate.
 A ``Fleet`` is not thread-safe; give each thread its own.
 """
 
@@ -52,14 +52,10 @@ from gridhub.domain.validation import to_us
 from gridhub.sim import profiles as pf
 
 POWER = "electricity.power.active.consumed.total"
-METER_IDENTIFIERS = (
-    POWER,
-    "electricity.power.active.injected.total",
-    "electricity.energy.active.consumed.total",
-    "electricity.voltage.rms.l1",
-    "electricity.voltage.rms.l2",
-    "electricity.voltage.rms.l3",
-)
+INJECTED = "electricity.power.active.injected.total"
+REGISTER = "electricity.energy.active.consumed.total"
+VOLTAGES = tuple(f"electricity.voltage.rms.l{phase}" for phase in (1, 2, 3))
+METER_IDENTIFIERS = (POWER, INJECTED, REGISTER, *VOLTAGES)  # the column order of a meter
 PLUG_IDENTIFIERS = (POWER,)
 BOILER_IDENTIFIERS = (POWER, "boiler.stateOfCharge", "boiler.temperature")
 CUSTOM_IDENTIFIERS: tuple[tuple[str, str], ...] = (
@@ -184,8 +180,7 @@ class Fleet:
                 self._boilers.append(h)
         self._meter_cols = np.array(meters, dtype=np.int64)
         self._boiler_cols = np.array(boilers, dtype=np.int64)
-        self._reg_end = np.full(households, -1, dtype=np.int64)
-        self._reg_value = np.zeros(households)
+        self._trail: tuple[np.ndarray, np.ndarray] | None = None  # last slice: ticks, registers
         self._cache: dict[str, dict[Any, Any]] = {k: {} for k in ("day", "plan", "boiler", "win")}
 
     def _add(self, hardware_id: str, kind: str, site: str, names: tuple[str, ...]) -> int:
@@ -396,19 +391,31 @@ class Fleet:
 
     # --- registers, gaps, faults ---------------------------------------------------------------
 
-    def _registers(self, values: np.ndarray, first: int, dt: int) -> None:
-        """Fill the register columns of a slice, continuing this fleet's previous call if it
-        ended exactly here, else from an estimate that only grows with the date."""
+    def _registers(self, values: np.ndarray, times: np.ndarray, dt: int) -> None:
+        """Fill the register columns of a slice from its consumed power.
+
+        A slice that starts within the previous slice (or right at its end) continues from the
+        register at that instant: backfill then live, even overlapping, or switching from 15 min
+        to 1 min in the middle of a quarter, stays consistent. After a jump forward it adds the
+        skipped time at the household's average rate; before the previous slice (or on a fresh
+        fleet) it starts from an estimate that grows with the date.
+        """
+        first = int(times[0])
+        per_day = self._attr("annual_kwh")[:, 0] / 365.25
         days = max(first - _REGISTER_ORIGIN_S, 0) / pf.DAY_S
-        estimate = self._attr("register_kwh")[:, 0] + self._attr("annual_kwh")[:, 0] / 365.25 * days
-        later = (self._reg_end >= 0) & (first > self._reg_end)
-        start = np.where(later, np.maximum(estimate, self._reg_value), estimate)
-        start = np.where(self._reg_end == first, self._reg_value, start)
+        start = self._attr("register_kwh")[:, 0] + per_day * days
+        if self._trail is not None:
+            marks, totals = self._trail
+            if marks[0] <= first <= marks[-1]:  # at the register's value at that instant
+                i = min(int(np.searchsorted(marks, first, side="right")) - 1, marks.size - 2)
+                share = (first - marks[i]) / (marks[i + 1] - marks[i])
+                start = totals[i] + share * (totals[i + 1] - totals[i])
+            elif first > marks[-1]:  # skipped time counts at the household's average rate
+                start = totals[-1] + per_day * (first - marks[-1]) / pf.DAY_S
         energy = values[:, self._meter_cols] * (dt / 3600)
-        steps = np.cumsum(energy, axis=0)
-        values[:, self._meter_cols + 2] = np.round(start + steps - energy, 4)  # energy before t
-        self._reg_end[:] = first + len(values) * dt
-        self._reg_value = start + steps[-1]
+        totals = start + np.vstack([np.zeros((1, energy.shape[1])), np.cumsum(energy, axis=0)])
+        values[:, self._meter_cols + 2] = np.round(totals[:-1], 4)  # the register before t
+        self._trail = (np.append(times, times[-1] + dt), totals)
 
     def _missing(
         self, day: date, k: int, dt: int, window: _Window, a: int, b: int, opts: _Options
@@ -481,13 +488,14 @@ class Fleet:
         for day, k, a, b in self._slices(first, count, dt):
             window = self._window(day, k, dt)
             values = window.values[a:b].copy()
-            self._registers(values, int(window.times[a]), dt)
+            self._registers(values, window.times[a:b], dt)
             missing = self._missing(day, k, dt, window, a, b, opts)
             bad = None
             if opts.malformed_rate > 0:
                 rng = self._rng(_BAD, day.toordinal(), k, dt)
                 bad = rng.random((window.times.size, len(specs)))[a:b] < opts.malformed_rate
-            for j, row in enumerate(values.tolist()):
+            for j in range(b - a):
+                row = values[j].tolist()  # per row: a 1 s window as Python floats is ~200 MB
                 event_date = window.dates[a + j]
                 skip = missing[j].tolist() if missing is not None else None
                 spoil = bad[j].tolist() if bad is not None else None

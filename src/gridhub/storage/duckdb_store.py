@@ -8,7 +8,8 @@ Writes come from the pipeline's single writer thread. Each batch is staged as an
 merged in one transaction: readings already stored (same tenant, device, identifier, ts) are
 dropped by an anti-join restricted to the batch's time span (cheap thanks to DuckDB's min/max
 zone maps on an append-ordered table), the rest are appended, and the 15 min / 1 h / 1 day
-rollups are merged with the new rows' partial aggregates — so late data lands in the right
+rollups are merged with the new rows' partial aggregates (``MERGE INTO`` restricted to the
+batch's bucket span; no index, which measured 1.5–4× slower) — so late data lands in the right
 bucket and a resent reading is never counted twice.
 """
 
@@ -156,28 +157,29 @@ class DuckDBStore:
             ],
             schema=_STAGING_SCHEMA,
         )
+        lo, hi = _dt(min(cols.ts)), _dt(max(cols.ts))
         cur.register("staging", staging)
         try:
+            # Constant time bounds (not a subquery) let DuckDB skip row groups by zone map.
             cur.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE fresh AS
                 SELECT s.* FROM (
                     SELECT DISTINCT ON (tenant, device, identifier, ts) * FROM staging
                 ) s
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM measurements m
-                    WHERE m.ts BETWEEN (SELECT min(ts) FROM staging)
-                                   AND (SELECT max(ts) FROM staging)
-                      AND m.tenant = s.tenant AND m.device = s.device
-                      AND m.identifier = s.identifier AND m.ts = s.ts
-                )
-                """
+                ANTI JOIN (
+                    SELECT tenant, device, identifier, ts FROM measurements
+                    WHERE ts BETWEEN $lo AND $hi
+                ) m USING (tenant, device, identifier, ts)
+                """,
+                {"lo": lo, "hi": hi},
             )
             stored = cur.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
             cur.execute(
                 "INSERT INTO measurements SELECT tenant, device, identifier, ts, value FROM fresh"
             )
-            self._merge_rollups(cur, batch.zones)
+            if stored:
+                self._merge_rollups(cur, batch.zones, lo, hi)
             cur.execute(
                 """
                 INSERT INTO state
@@ -192,17 +194,20 @@ class DuckDBStore:
             cur.unregister("staging")
         return stored, len(cols) - stored
 
-    def _merge_rollups(self, cur: duckdb.DuckDBPyConnection, zones: dict[str, str]) -> None:
+    def _merge_rollups(
+        self, cur: duckdb.DuckDBPyConnection, zones: dict[str, str], lo: datetime, hi: datetime
+    ) -> None:
+        """Merge the new rows' partial aggregates into each rollup table."""
         tenants_by_zone: dict[str, list[str]] = {}
         for tenant, zone in zones.items():
             tenants_by_zone.setdefault(zone, []).append(tenant)
         for resolution in ROLLUP_RESOLUTIONS:
             table = resolution.rollup_table
             bucket = _BUCKET_SQL[resolution]
-            groups = (
+            groups: list[tuple[str, list[str] | None]] = (
                 [("UTC", None)]
                 if resolution is Resolution.QUARTER_HOUR
-                else [(z, t) for z, t in tenants_by_zone.items()]
+                else list(tenants_by_zone.items())
             )
             for zone, tenants in groups:
                 where = "" if tenants is None else "WHERE list_contains($tenants, tenant)"
@@ -211,25 +216,37 @@ class DuckDBStore:
                     params["zone"] = zone
                 if tenants is not None:
                     params["tenants"] = tenants
+                # Every bucket starts at most a (DST) day before its readings: a constant span
+                # that lets DuckDB prune the rollup table by zone map instead of scanning it.
+                params["lo"] = lo - timedelta(hours=26)
+                params["hi"] = hi
                 cur.execute(
                     f"""
-                    INSERT INTO {table}
-                    SELECT tenant, device, identifier, {bucket} AS bucket,
-                           count(*), sum(value), min(value), max(value),
-                           min(ts), arg_min(value, ts), max(ts), arg_max(value, ts)
-                    FROM fresh {where}
-                    GROUP BY ALL
-                    ON CONFLICT DO UPDATE SET
-                        count = {table}.count + excluded.count,
-                        sum = {table}.sum + excluded.sum,
-                        min = least({table}.min, excluded.min),
-                        max = greatest({table}.max, excluded.max),
-                        first = CASE WHEN excluded.first_ts < {table}.first_ts
-                                     THEN excluded.first ELSE {table}.first END,
-                        first_ts = least({table}.first_ts, excluded.first_ts),
-                        last = CASE WHEN excluded.last_ts > {table}.last_ts
-                                    THEN excluded.last ELSE {table}.last END,
-                        last_ts = greatest({table}.last_ts, excluded.last_ts)
+                    MERGE INTO {table} r
+                    USING (
+                        SELECT tenant, device, identifier, {bucket} AS bucket,
+                               count(*) AS count, sum(value) AS sum, min(value) AS min,
+                               max(value) AS max, min(ts) AS first_ts,
+                               arg_min(value, ts) AS first, max(ts) AS last_ts,
+                               arg_max(value, ts) AS last
+                        FROM fresh {where}
+                        GROUP BY ALL
+                    ) p
+                    ON r.bucket BETWEEN $lo AND $hi AND r.bucket = p.bucket
+                       AND r.tenant = p.tenant AND r.device = p.device
+                       AND r.identifier = p.identifier
+                    WHEN MATCHED THEN UPDATE SET
+                        count = r.count + p.count,
+                        sum = r.sum + p.sum,
+                        min = least(r.min, p.min),
+                        max = greatest(r.max, p.max),
+                        first = CASE WHEN p.first_ts < r.first_ts THEN p.first ELSE r.first END,
+                        first_ts = least(r.first_ts, p.first_ts),
+                        last = CASE WHEN p.last_ts > r.last_ts THEN p.last ELSE r.last END,
+                        last_ts = greatest(r.last_ts, p.last_ts)
+                    WHEN NOT MATCHED THEN INSERT VALUES (
+                        p.tenant, p.device, p.identifier, p.bucket, p.count, p.sum, p.min,
+                        p.max, p.first_ts, p.first, p.last_ts, p.last)
                     """,
                     params,
                 )

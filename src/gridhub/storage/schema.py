@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
+# Rollups have no primary key on purpose: an ART index on a table as large as the raw one costs
+# memory and makes every merge slower; the writer merges with MERGE INTO restricted to the
+# batch's bucket span instead (see storage/duckdb_store.py).
 _ROLLUP = """
 CREATE TABLE IF NOT EXISTS {name} (
     tenant VARCHAR NOT NULL,
@@ -17,8 +20,7 @@ CREATE TABLE IF NOT EXISTS {name} (
     first_ts TIMESTAMPTZ NOT NULL,
     first DOUBLE NOT NULL,
     last_ts TIMESTAMPTZ NOT NULL,
-    last DOUBLE NOT NULL,
-    PRIMARY KEY (tenant, device, identifier, bucket)
+    last DOUBLE NOT NULL
 );
 """
 
