@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import threading
@@ -113,27 +114,18 @@ def bench_http(data_dir: Path, token: str, devices: int, seconds: float) -> floa
 
 
 def _publish(url: str, count: int, readings: int, devices: int, ready: mp.Event) -> None:
-    import paho.mqtt.client as mqtt
+    """A device fleet in one process: QoS 1, a window of 1,000 messages awaiting PUBACK."""
+    from gridhub.sim.transport import MqttPublisher
 
-    from gridhub.ingest.mqtt_source import parse_mqtt_url
-
-    host, port = parse_mqtt_url(url)
-    payloads = [
-        (f"gridhub/bench/m{i % devices:05d}/events", message(i % devices, i // devices, readings))
-        for i in range(count)
-    ]
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{time.time()}")
-    client.max_inflight_messages_set(2000)
-    client.connect(host, port)
-    client.loop_start()
+    items = [(f"m{i % devices:05d}", message(i % devices, i // devices, readings))
+             for i in range(count)]  # fmt: skip
+    publisher = MqttPublisher(url, "bench", max_inflight=1000, timeout_s=600)
     ready.set()
-    last = None
-    for topic, payload in payloads:
-        last = client.publish(topic, payload, qos=1)
-    if last is not None:
-        last.wait_for_publish(600)
-    client.disconnect()
-    client.loop_stop()
+    try:
+        for start in range(0, count, 10_000):
+            publisher.publish(items[start : start + 10_000])
+    finally:
+        publisher.close()
 
 
 def bench_mqtt(data_dir: Path, mqtt_url: str, count: int, readings: int, devices: int) -> float:
@@ -158,7 +150,7 @@ def render(results: dict[str, dict[str, object]], meta: dict[str, str]) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Run {meta['date']} on {meta['machine']}, by `{CMD}`.",
+        f"Run {meta['date']} on {meta['machine']} ({meta['load']}), by `{CMD}`.",
         "Everything ran on this one machine, side by side in the same run. Raw figures are in",
         "`benchmarks/results.json`.",
         "",
@@ -179,11 +171,15 @@ def main() -> int:
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     args = parser.parse_args()
     q = args.quick
+    load_at_start = "load average {:.2f} {:.2f} {:.2f} at start".format(*os.getloadavg())
     results: dict[str, dict[str, object]] = {}
 
     decode_json = Path(tempfile.mkstemp(suffix=".json")[1])
     bench_decode.main(["--json", str(decode_json)] + (["--messages", "20000"] if q else []))
-    results.update(json.loads(decode_json.read_text()))
+    for key, value in json.loads(decode_json.read_text()).items():
+        value["command"] = f"{CMD}: benchmarks/bench_decode.py, best of 5 passes"
+        results[key] = value
+    decode_json.unlink()
 
     rows = 200_000 if q else 2_000_000
     results["store_append_rows_per_s"] = figure(
@@ -226,7 +222,11 @@ def main() -> int:
                     "≥ 150,000 (issue #3)",
                 )
 
-    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load": load_at_start,
+    }
     out = {"meta": meta, "results": results}
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(out, indent=2) + "\n")
     (ROOT / "BENCHMARKS.md").write_text(render(results, meta))

@@ -12,7 +12,8 @@
     │   ├── Unauthenticated      missing, unknown or revoked token → 401
     │   └── Forbidden            a valid token outside its scope → 403
     ├── Overloaded               the ingest buffer is full; retry after ``retry_after`` s → 503
-    └── StoreUnavailable         the store cannot be reached or written right now → 503
+    ├── StoreUnavailable         the store cannot be reached or written right now → 503
+    └── StoreRejected            the store refuses a batch's content; retrying cannot help
 
 API routes map these to HTTP status codes in one place (``api/errors.py``); nothing else
 should reach a client as a 500.
@@ -84,3 +85,11 @@ class StoreUnavailable(GridhubError):
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreRejected(GridhubError):
+    """The store refused what it was given (a value it cannot hold, or a bug): not transient.
+
+    The pipeline then writes the submissions of the batch one by one, and dead-letters the
+    messages of any submission the store still refuses, so one bad message cannot stall ingest.
+    """

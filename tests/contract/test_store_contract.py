@@ -198,3 +198,57 @@ def test_dead_letters_keep_raw_bytes(store: Store) -> None:
     ]
     assert len(store.dead_letters(None)) == 2
     assert store.dead_letters("t1", reason="bad_topic") == []
+
+
+def test_rollups_merge_batches_in_any_order(store: Store) -> None:
+    """first/last/min/max of a bucket fed by several batches, older and newer ones mixed."""
+    t0 = utc(2026, 11, 20, 10)
+    rows = [("t1", "d1", P, t0 + timedelta(minutes=m), float(v))
+            for m, v in ((5, 7), (0, 3), (10, 9), (2, -1), (14, 4))]  # fmt: skip
+    for row in rows:  # one batch each, in the order above
+        store.write(batch_of([row]))
+    end = t0 + timedelta(minutes=15)
+    assert q(store, t0, end, Resolution.QUARTER_HOUR, Function.FIRST) == [(t0, 3.0)]
+    assert q(store, t0, end, Resolution.QUARTER_HOUR, Function.LAST) == [(t0, 4.0)]
+    assert q(store, t0, end, Resolution.QUARTER_HOUR, Function.MIN) == [(t0, -1.0)]
+    assert q(store, t0, end, Resolution.QUARTER_HOUR, Function.MAX) == [(t0, 9.0)]
+    assert q(store, t0, end, Resolution.QUARTER_HOUR, Function.COUNT) == [(t0, 5.0)]
+    assert q(store, t0, end, Resolution.HOUR, Function.LAST) == [(t0, 4.0)]
+
+
+def test_tenants_in_different_zones_in_one_batch(store: Store) -> None:
+    ts = utc(2026, 11, 20, 23, 30)  # Brussels: the 21st already; New York: still the 20th
+    batch = WriteBatch(zones={"eu": BRUSSELS, "us": "America/New_York"})
+    for tenant in ("eu", "us"):
+        batch.measurements.append(tenant, "d1", P, to_us(ts), 1.0, False)
+    store.write(batch)
+    start, end = utc(2026, 11, 19), utc(2026, 11, 23)
+    eu = store.series(SeriesQuery("eu", "d1", P, start, end, Resolution.DAY, Function.SUM), "")
+    us = store.series(SeriesQuery("us", "d1", P, start, end, Resolution.DAY, Function.SUM), "")
+    assert eu[0].ts == datetime(2026, 11, 21, tzinfo=ZoneInfo(BRUSSELS))
+    assert us[0].ts == datetime(2026, 11, 20, tzinfo=ZoneInfo("America/New_York"))
+
+
+def test_a_resent_reading_does_not_change_state_or_series(store: Store) -> None:
+    t0 = utc(2026, 11, 20)
+    store.write(batch_of([("t1", "d1", P, t0, 1.0)], update=True))
+    store.write(batch_of([("t1", "d1", P, t0, 7.0)], update=True))  # same key, other value
+    assert [s.value for s in store.latest("t1", "d1")] == [1.0]
+    end = t0 + timedelta(minutes=1)
+    assert q(store, t0, end, Resolution.RAW, Function.AVG) == [(t0, 1.0)]
+    # within one batch the first one sent wins
+    t1 = t0 + timedelta(minutes=15)
+    store.write(batch_of([("t1", "d1", P, t1, 5.0), ("t1", "d1", P, t1, 6.0)], update=True))
+    assert q(store, t1, t1 + timedelta(minutes=1), Resolution.RAW, Function.AVG) == [(t1, 5.0)]
+
+
+def test_alerts_and_acks_are_not_stored_twice(store: Store) -> None:
+    from gridhub.storage.base import AckRecord
+
+    t0 = to_us(utc(2026, 11, 20))
+    alert = AlertRecord("t1", "d1", t0, "last.gasp", "Critical", "", "{}", t0)
+    ack = AckRecord("t1", "d1", t0, "inv-1", "ok", t0)
+    first = store.write(WriteBatch(alerts=[alert, alert], acks=[ack]))
+    again = store.write(WriteBatch(alerts=[alert], acks=[ack]))
+    assert (first.alerts, first.acks, again.alerts, again.acks) == (1, 1, 0, 0)
+    assert len(store.alerts(AlertQuery("t1"))) == 1

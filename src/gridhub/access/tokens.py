@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from gridhub.errors import Forbidden, NotFound, Unauthenticated
 from gridhub.storage.base import Catalog, TokenRecord
 
+__all__ = ["ADMIN", "INGEST_ROLES", "TENANT_ROLES", "Principal", "TokenRecord", "TokenService"]
+
 ADMIN = "admin"
 TENANT_ROLES = (
     "admin",
@@ -29,6 +31,9 @@ TENANT_ROLES = (
     "researcher",
     "device",
 )
+# Who may send measurements in: the tenant's admins and its devices (or gateways). Everyone else
+# reads; owner policies per series (issue #4) will refine both.
+INGEST_ROLES = ("admin", "device")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,12 @@ class Principal:
         """Refuse access to any tenant but the token's own."""
         if self.tenant is not None and self.tenant != tenant_id:
             raise Forbidden(f"this token is scoped to tenant {self.tenant!r}")
+
+    def require_ingest(self, tenant_id: str) -> None:
+        """Allow sending data into ``tenant_id``: its admin or device tokens only."""
+        self.require_tenant(tenant_id)
+        if self.role not in INGEST_ROLES:
+            raise Forbidden(f"a {self.role} token cannot send data; use a device or admin token")
 
     def require_admin(self, tenant_id: str | None = None) -> None:
         if self.role != ADMIN:

@@ -21,4 +21,5 @@ def create_app(hub: Hub) -> FastAPI:
     errors.install(app)
     for module in (health, tenants, ingest, imports, query):
         app.include_router(module.router)
+    app.include_router(query.admin_router)
     return app

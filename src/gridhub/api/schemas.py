@@ -12,7 +12,7 @@ from gridhub.domain.registry import UnknownDevicePolicy
 class TenantCreate(BaseModel):
     id: str = Field(description="lowercase slug, e.g. 'linear'", max_length=63)
     name: str = Field("", max_length=200)
-    timezone: str = Field("UTC", description="IANA zone; days and rollups follow it")
+    timezone: str = Field("UTC", description="IANA zone; days and rollups follow it", max_length=64)
     unknown_devices: UnknownDevicePolicy = UnknownDevicePolicy.REJECT
 
 

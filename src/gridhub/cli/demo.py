@@ -93,6 +93,8 @@ def demo(
     server: ApiServer | None = None
     try:
         admin = hub.ensure_admin_token()
+        if admin:  # printed at once: an interrupted demo must not lose it
+            console.print(f"admin token  {admin}  (shown once)")
         register_fleet(hub, fleet)
         _record, token = hub.tokens.create(TENANT, "researcher", "demo token")
         hub.start()
@@ -133,8 +135,6 @@ def demo(
         console.print(f"API docs     {server.url}/docs")
         console.print(f"MQTT         {hub.mqtt_url}  (live readings every {live_interval} s)")
         console.print(f"token        {token}  (tenant '{TENANT}', researcher)")
-        if admin:
-            console.print(f"admin token  {admin}  (shown once)")
         console.print("a household's day, 96 quarter-hours:")
         console.print(f"  curl -H 'Authorization: Bearer {token}' '{series}'", soft_wrap=True)
         console.print("Ctrl-C stops.")

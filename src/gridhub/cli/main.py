@@ -62,6 +62,10 @@ def serve(
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     secret = hub.ensure_admin_token()
+    if secret:  # printed now: if start-up fails below, it must not be lost
+        console.print(
+            "[bold yellow]admin token (shown once, store it now):[/bold yellow] " + secret
+        )
     try:
         hub.start()
         server = ApiServer(hub, settings.http_host, settings.http_port)
@@ -76,10 +80,6 @@ def serve(
         )
         console.print(f"MQTT ingest  {hub.mqtt_url}  topic gridhub/<tenant>/<hardwareId>/events")
         console.print(f"data  {settings.db_path.resolve()}")
-        if secret:
-            console.print(
-                "[bold yellow]admin token (shown once, store it now):[/bold yellow] " + secret
-            )
 
     signal.signal(signal.SIGTERM, lambda *_: setattr(server.server, "should_exit", True))
     try:
@@ -88,25 +88,64 @@ def serve(
         hub.stop()
 
 
+@app.command("admin-token")
+def admin_token(
+    config: ConfigOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data directory")] = None,
+    revoke_others: Annotated[
+        bool, typer.Option(help="revoke every other installation admin token")
+    ] = False,
+) -> None:
+    """Create a new installation admin token (the hub must be stopped); print it once."""
+    settings = load_settings(config, data_dir=data_dir)
+    if not settings.db_path.exists():
+        err_console.print(f"[red]no gridhub data at {settings.db_path}[/red]")
+        raise typer.Exit(2)
+    try:
+        hub = build_hub(settings)
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        record, secret = hub.tokens.create(None, "admin", "installation admin")
+        if revoke_others:
+            for token in hub.tokens.list():
+                if token.tenant is None and token.id != record.id and not token.revoked:
+                    hub.tokens.revoke(token.id)
+    finally:
+        hub.db.close()
+    console.print(f"admin token (shown once, store it now): {secret}")
+
+
 @deadletter_app.command("list")
 def deadletter_list(
-    tenant: Annotated[str, typer.Option(help="tenant id")],
+    tenant: Annotated[
+        str | None, typer.Option(help="tenant id; without it, every tenant (admin token)")
+    ] = None,
+    unowned: Annotated[
+        bool, typer.Option(help="only messages that named no known tenant (admin token)")
+    ] = False,
     url: UrlOpt = "http://127.0.0.1:8480",
     token: TokenOpt = "",
     reason: Annotated[str | None, typer.Option(help="only this reason code")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     raw: Annotated[bool, typer.Option(help="print the raw bytes too")] = False,
 ) -> None:
-    """List the newest rejected messages of a tenant, with reason and source."""
+    """List the newest rejected messages, with reason and source."""
     from rich.table import Table
 
     params: dict[str, str | int] = {"limit": limit}
     if reason:
         params["reason"] = reason
-    rows = api_call(
-        "GET", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/deadletters", token, params=params
-    )
-    table = Table(title=f"dead letters of {tenant} (newest first)")
+    base = url.rstrip("/")
+    if tenant and not unowned:
+        endpoint = f"{base}/api/v1/tenants/{tenant}/deadletters"
+    else:
+        endpoint = f"{base}/api/v1/deadletters"
+        params["unowned"] = str(unowned).lower()
+    rows = api_call("GET", endpoint, token, params=params)
+    whose = "unowned" if unowned else (tenant or "every tenant")
+    table = Table(title=f"dead letters: {whose} (newest first)")
     for column in ("id", "received", "source", "reason", "detail") + (("raw",) if raw else ()):
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -83,14 +83,14 @@ def _expand() -> dict[str, Identifier]:
 
 BUILTIN_IDENTIFIERS: dict[str, Identifier] = _expand()
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$")
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+")
 MAX_NAME_LENGTH = 128
 MAX_UNIT_LENGTH = 32
 
 
 def validate_custom(name: str, unit: str) -> Identifier:
     """Check a tenant-registered identifier: dotted name, short unit, no clash with Table 2."""
-    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         raise InvalidRequest(
             f"identifier {name!r} must be dotted words of letters, digits or _ "
             f"(e.g. 'boiler.stateOfCharge'), at most {MAX_NAME_LENGTH} characters"

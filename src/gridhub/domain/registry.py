@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from gridhub.domain.validation import ID_PATTERN
 from gridhub.errors import InvalidRequest
 
-_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_SITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+MAX_SITE_ID_LENGTH = 128
 
 
 class UnknownDevicePolicy(StrEnum):
@@ -56,7 +58,7 @@ class Device:
 
 
 def check_tenant_id(tenant_id: str) -> str:
-    if not _SLUG_RE.match(tenant_id):
+    if not _SLUG_RE.fullmatch(tenant_id):
         raise InvalidRequest(
             f"tenant id {tenant_id[:64]!r} must be 1..63 lowercase letters, digits, '-' or '_'"
         )
@@ -64,7 +66,7 @@ def check_tenant_id(tenant_id: str) -> str:
 
 
 def check_site_id(site_id: str) -> str:
-    if not _SITE_RE.match(site_id):
+    if len(site_id) > MAX_SITE_ID_LENGTH or not ID_PATTERN.fullmatch(site_id):
         raise InvalidRequest(
             f"site id {site_id[:64]!r} must be 1..128 letters, digits or . _ : @ -"
         )
@@ -72,8 +74,17 @@ def check_site_id(site_id: str) -> str:
 
 
 def check_timezone(name: str) -> str:
+    # zoneinfo reads files named by the key: a directory ("America") or an over-long name
+    # raises OSError rather than ZoneInfoNotFoundError
+    if not name or len(name) > 64 or name not in _zone_names():
+        raise InvalidRequest(f"unknown IANA time zone {name[:64]!r}")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidRequest(f"unknown IANA time zone {name[:64]!r}") from None
     return name
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())

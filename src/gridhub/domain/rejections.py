@@ -23,3 +23,4 @@ class RejectReason(StrEnum):
     OVERSIZED_PAYLOAD = "oversized_payload"
     TOPIC_MISMATCH = "topic_mismatch"
     BAD_TOPIC = "bad_topic"
+    STORE_REJECTED = "store_rejected"  # valid, but the store refused to hold it

@@ -20,7 +20,8 @@ _US = timedelta(microseconds=1)
 MAX_MEASUREMENTS_PER_MESSAGE = 1000
 MAX_HARDWARE_ID_LENGTH = 128
 # MQTT topic levels must not contain wildcards or separators; keep ids printable and short.
-_HARDWARE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+"""Device and site ids: safe as an MQTT topic level and in a URL path."""
 
 Reading = tuple[str, int, float]
 """(identifier, timestamp in µs since the epoch (UTC), value)."""
@@ -41,7 +42,7 @@ def check_hardware_id(hardware_id: str) -> str:
             RejectReason.INVALID_MESSAGE,
             f"hardwareId must be 1..{MAX_HARDWARE_ID_LENGTH} characters",
         )
-    if not _HARDWARE_ID_RE.match(hardware_id):
+    if not ID_PATTERN.fullmatch(hardware_id):
         raise RejectedMessage(
             RejectReason.INVALID_MESSAGE,
             f"hardwareId {hardware_id[:64]!r} may hold only letters, digits and . _ : @ -",

@@ -64,6 +64,11 @@ class MqttSource:
         self.url = url
         self._topic = topic
         self.connected = threading.Event()
+        # Packet ids are only meaningful on the connection that delivered them: an ack from an
+        # earlier connection could confirm a different message that reuses the id. Each connect
+        # starts a new generation, and confirmations of older generations are not sent (the
+        # broker redelivers those messages on the new connection anyway).
+        self._generation = 0
         self._connect_properties: Properties | None = None
         if mqtt5:
             self._client = mqtt.Client(
@@ -120,6 +125,7 @@ class MqttSource:
         if reason_code.is_failure:
             log.error("MQTT connect to %s refused: %s", self.url, reason_code)
             return
+        self._generation += 1
         client.subscribe(self._topic, qos=1)
         log.info("MQTT ingest subscribed to %s on %s", self._topic, self.url)
         self.connected.set()
@@ -138,10 +144,10 @@ class MqttSource:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         received_us = time.time_ns() // 1000
-        mid, qos = msg.mid, msg.qos
+        mid, qos, generation = msg.mid, msg.qos, self._generation
 
         def confirm(receipt: Receipt) -> None:
-            if receipt.error is None:
+            if receipt.error is None and generation == self._generation:
                 client.ack(mid, qos)
 
         parts = topic_parts(msg.topic)

@@ -19,13 +19,22 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gridhub.domain.rejections import RejectReason
 from gridhub.errors import Overloaded, StoreUnavailable
 from gridhub.ingest.metrics import IngestMetrics
 from gridhub.ingest.validate import Envelope, Limits, Prepared, prepare
-from gridhub.storage.base import Store, WriteBatch
+from gridhub.storage.base import Store, WriteBatch, WriteResult
 from gridhub.storage.registry import Registry
 
 log = logging.getLogger(__name__)
+
+
+class _Stopping(Exception):
+    """The pipeline is stopping while the store is unavailable."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,27 +219,33 @@ class Pipeline:
             self._write(taken)
 
     def _write(self, taken: list[_Pending]) -> None:
-        batch = self._build(taken)
         rows = sum(p.rows for p in taken)
-        backoff = 0.1
         started = time.perf_counter()
-        while True:
+        try:
+            result = self._commit(self._build(taken))
+        except _Stopping as stopping:
+            # stopping with the store down: give up, unconfirmed, so senders will resend
+            for pending in taken:
+                pending.receipt.error = stopping.cause
+                pending.on_done(pending.receipt)
+            self._buffer.release(rows)
+            return
+        except Exception as exc:  # StoreRejected, or a bug: never let the writer die
+            log.error("store refused a batch of %d submissions: %s", len(taken), exc)
+            self.metrics.add(store_errors=1)
+            if len(taken) > 1:  # find the culprit: each submission on its own
+                for pending in taken:
+                    self._write([pending])  # releases its own rows
+                return
+            self._dead_letter_all(taken[0], exc)
             try:
-                result = self._store.write(batch)
-                self.store_healthy = True
-                break
-            except StoreUnavailable as exc:
-                self.store_healthy = False
-                self.metrics.add(store_errors=1)
-                log.warning("store write failed, retrying in %.1f s: %s", backoff, exc)
-                if self._stop.wait(backoff) and self._stop.is_set():
-                    # stopping: give up on this batch, unconfirmed, so senders will resend
-                    for pending in taken:
-                        pending.receipt.error = exc
-                        pending.on_done(pending.receipt)
-                    self._buffer.release(rows)
-                    return
-                backoff = min(backoff * 2, 5.0)
+                result = self._commit(self._build(taken))
+            except Exception as final:  # not even the dead letters: leave it unconfirmed
+                log.exception("could not keep refused messages as dead letters")
+                taken[0].receipt.error = final
+                taken[0].on_done(taken[0].receipt)
+                self._buffer.release(rows)
+                return
         elapsed = time.perf_counter() - started
         self._buffer.release(rows)
         self.metrics.add(
@@ -250,6 +265,35 @@ class Pipeline:
                 pending.on_done(pending.receipt)
             except Exception:  # a failing callback must not stop the writer
                 log.exception("ingest confirmation callback failed")
+
+    def _commit(self, batch: WriteBatch) -> WriteResult:
+        """Write a batch, retrying with backoff while the store is unavailable."""
+        backoff = 0.1
+        while True:
+            try:
+                result = self._store.write(batch)
+                self.store_healthy = True
+                return result
+            except StoreUnavailable as exc:
+                self.store_healthy = False
+                self.metrics.add(store_errors=1)
+                log.warning("store write failed, retrying in %.1f s: %s", backoff, exc)
+                if self._stop.wait(backoff):
+                    raise _Stopping(exc) from exc
+                backoff = min(backoff * 2, 5.0)
+
+    @staticmethod
+    def _dead_letter_all(pending: _Pending, exc: Exception) -> None:
+        """The store refuses this submission even alone: keep its messages as dead letters."""
+        detail = f"the store refused it: {str(exc)[:500]}"
+        receipt = pending.receipt
+        for index, item in enumerate(pending.items):
+            if item.dead_letter is None:
+                pending.items[index] = item.as_dead_letter(RejectReason.STORE_REJECTED, detail)
+                receipt.rejected.append(Rejection(index, RejectReason.STORE_REJECTED, detail))
+        receipt.rejected.sort(key=lambda r: r.index)
+        receipt.accepted = 0
+        receipt.readings = 0
 
     def _build(self, taken: list[_Pending]) -> WriteBatch:
         batch = WriteBatch()

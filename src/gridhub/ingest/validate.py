@@ -41,6 +41,7 @@ class Envelope:
 
 @dataclass(slots=True)
 class Prepared:
+    envelope: Envelope
     tenant: str | None
     device: str | None = None
     readings: list[Reading] | None = None
@@ -48,6 +49,17 @@ class Prepared:
     alert: AlertRecord | None = None
     ack: AckRecord | None = None
     dead_letter: DeadLetter | None = None
+
+    def as_dead_letter(self, reason: RejectReason, detail: str) -> Prepared:
+        """This message, kept as a dead letter instead (e.g. when the store refuses it)."""
+        env = self.envelope
+        return Prepared(
+            env,
+            tenant=self.tenant,
+            dead_letter=DeadLetter(
+                self.tenant, env.source, env.received_us, reason.value, detail, env.raw
+            ),
+        )
 
     @property
     def rows(self) -> int:
@@ -65,6 +77,7 @@ def _reject(
 ) -> Prepared:
     raw = env.raw if keep is None else env.raw[:keep]
     return Prepared(
+        env,
         tenant=tenant,
         dead_letter=DeadLetter(tenant, env.source, env.received_us, reason.value, detail, raw),
     )
@@ -113,7 +126,7 @@ def prepare(env: Envelope, registry: Registry, limits: Limits) -> Prepared:
                 message, registry.identifiers(tenant.id), env.received_us, limits.max_future_s
             )
             return Prepared(
-                tenant.id, hardware_id, readings, update_state=message.request.updateState
+                env, tenant.id, hardware_id, readings, update_state=message.request.updateState
             )
         if isinstance(message, DeviceAlert):
             req = message.request
@@ -129,13 +142,13 @@ def prepare(env: Envelope, registry: Registry, limits: Limits) -> Prepared:
                 metadata,
                 env.received_us,
             )
-            return Prepared(tenant.id, hardware_id, alert=alert)
+            return Prepared(env, tenant.id, hardware_id, alert=alert)
         # the decoder's union has three members: what is left is an Acknowledge
         areq = message.request
         ts = event_time_us(areq.eventDate, env.received_us, limits.max_future_s)
         ack = AckRecord(
             tenant.id, hardware_id, ts, areq.originatingEventId, areq.response, env.received_us
         )
-        return Prepared(tenant.id, hardware_id, ack=ack)
+        return Prepared(env, tenant.id, hardware_id, ack=ack)
     except RejectedMessage as exc:
         return _reject(env, tenant.id, exc.reason, exc.detail)

@@ -24,6 +24,7 @@ from gridhub.storage.base import (
 from gridhub.storage.registry import Registry
 
 MAX_POINTS = 100_000
+MIN_YEAR, MAX_YEAR = 1970, 9998  # beyond, offsets and day arithmetic overflow datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,9 @@ class QueryService:
     ) -> tuple[datetime, datetime]:
         """Resolve ``day`` (a local calendar day) or ``start``/``end`` (with offsets)."""
         zone = self._registry.tenant(tenant).zone
+        for name, moment in (("day", day), ("from", start), ("to", end)):
+            if moment is not None and not MIN_YEAR <= moment.year <= MAX_YEAR:
+                raise InvalidRequest(f"{name} must lie in the years {MIN_YEAR}..{MAX_YEAR}")
         if day is not None:
             if start is not None or end is not None:
                 raise InvalidRequest("give either day or from/to, not both")
@@ -131,6 +135,8 @@ class QueryService:
         for name, moment in (("from", start), ("to", end)):
             if moment is not None and moment.tzinfo is None:
                 raise InvalidRequest(f"{name} needs a UTC offset")
+            if moment is not None and not MIN_YEAR <= moment.year <= MAX_YEAR:
+                raise InvalidRequest(f"{name} must lie in the years {MIN_YEAR}..{MAX_YEAR}")
         if not 1 <= limit <= 10_000:
             raise InvalidRequest("limit must be 1..10000")
         return self._store.alerts(AlertQuery(tenant, device, level, start, end, limit))

@@ -16,7 +16,7 @@ bucket and a resent reading is never counted twice.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ import duckdb
 import pyarrow as pa
 
 from gridhub.domain.timeutil import ROLLUP_RESOLUTIONS, Function, Resolution
-from gridhub.errors import ConfigError, StoreUnavailable
+from gridhub.domain.validation import from_us
+from gridhub.errors import ConfigError, StoreRejected, StoreUnavailable
 from gridhub.storage.base import (
     AlertQuery,
     Point,
@@ -37,7 +38,6 @@ from gridhub.storage.base import (
 )
 from gridhub.storage.schema import migrate
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = pa.timestamp("us", tz="UTC")
 _STAGING_SCHEMA = pa.schema(
     [
@@ -47,6 +47,7 @@ _STAGING_SCHEMA = pa.schema(
         ("ts", _TS),
         ("value", pa.float64()),
         ("update_state", pa.bool_()),
+        ("seq", pa.int64()),
     ]
 )
 _BUCKET_SQL = {
@@ -74,8 +75,14 @@ _RAW_FUNCTION_SQL = {
 }
 
 
-def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+# Errors worth retrying: the disk, a write conflict, memory. Anything else (a conversion or
+# constraint error) would fail again with the same batch.
+_TRANSIENT = (
+    duckdb.IOException,
+    duckdb.TransactionException,
+    duckdb.OutOfMemoryException,
+    duckdb.ConnectionException,
+)
 
 
 class DuckDBDatabase:
@@ -124,19 +131,21 @@ class DuckDBStore:
             try:
                 cur.execute("BEGIN")
                 stored, duplicates = self._write_measurements(cur, batch)
-                self._write_events(cur, batch)
+                alerts, acks = self._write_events(cur, batch)
                 cur.execute("COMMIT")
             except duckdb.Error as exc:
                 try:
                     cur.execute("ROLLBACK")
                 except duckdb.Error:
                     pass
-                raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
+                if isinstance(exc, _TRANSIENT):
+                    raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
+                raise StoreRejected(f"DuckDB refused the batch: {exc}") from exc
         return WriteResult(
             stored=stored,
             duplicates=duplicates,
-            alerts=len(batch.alerts),
-            acks=len(batch.acks),
+            alerts=alerts,
+            acks=acks,
             dead_letters=len(batch.dead_letters),
         )
 
@@ -154,10 +163,11 @@ class DuckDBStore:
                 pa.array(cols.ts, pa.int64()).cast(_TS),
                 pa.array(cols.value, pa.float64()),
                 pa.array(cols.update_state, pa.bool_()),
+                pa.array(range(len(cols)), pa.int64()),
             ],
             schema=_STAGING_SCHEMA,
         )
-        lo, hi = _dt(min(cols.ts)), _dt(max(cols.ts))
+        lo, hi = from_us(min(cols.ts)), from_us(max(cols.ts))
         cur.register("staging", staging)
         try:
             # Constant time bounds (not a subquery) let DuckDB skip row groups by zone map.
@@ -165,7 +175,9 @@ class DuckDBStore:
                 """
                 CREATE OR REPLACE TEMP TABLE fresh AS
                 SELECT s.* FROM (
+                    -- of readings repeated within the batch, the first one sent is kept
                     SELECT DISTINCT ON (tenant, device, identifier, ts) * FROM staging
+                    ORDER BY tenant, device, identifier, ts, seq
                 ) s
                 ANTI JOIN (
                     SELECT tenant, device, identifier, ts FROM measurements
@@ -184,7 +196,7 @@ class DuckDBStore:
                 """
                 INSERT INTO state
                 SELECT tenant, device, identifier, arg_max(ts, ts), arg_max(value, ts), now()
-                FROM staging WHERE update_state GROUP BY ALL
+                FROM fresh WHERE update_state GROUP BY ALL
                 ON CONFLICT DO UPDATE SET
                     ts = excluded.ts, value = excluded.value, received = excluded.received
                 WHERE excluded.ts >= state.ts
@@ -251,25 +263,29 @@ class DuckDBStore:
                     params,
                 )
 
-    def _write_events(self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch) -> None:
-        if batch.alerts:
-            cur.executemany(
-                "INSERT INTO alerts VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, ?, ?,"
-                " make_timestamp(?)::TIMESTAMPTZ)",
-                [
-                    (a.tenant, a.device, a.ts, a.type, a.level, a.message, a.metadata, a.received)
-                    for a in batch.alerts
-                ],
-            )
-        if batch.acks:
-            cur.executemany(
-                "INSERT INTO acks VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?,"
-                " make_timestamp(?)::TIMESTAMPTZ)",
-                [
-                    (a.tenant, a.device, a.ts, a.originating_event_id, a.response, a.received)
-                    for a in batch.acks
-                ],
-            )
+    def _write_events(self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch) -> tuple[int, int]:
+        """Alerts (key: tenant, device, ts, type) and acks (key: tenant, device, ts,
+        originatingEventId), each dropped if already stored; dead letters always kept."""
+        alerts = self._insert_new(
+            cur,
+            "alerts",
+            ["tenant", "device", "ts", "type", "level", "message", "metadata", "received"],
+            ["tenant", "device", "ts", "type"],
+            [
+                (a.tenant, a.device, a.ts, a.type, a.level, a.message, a.metadata, a.received)
+                for a in batch.alerts
+            ],
+        )
+        acks = self._insert_new(
+            cur,
+            "acks",
+            ["tenant", "device", "ts", "originating_event_id", "response", "received"],
+            ["tenant", "device", "ts", "originating_event_id"],
+            [
+                (a.tenant, a.device, a.ts, a.originating_event_id, a.response, a.received)
+                for a in batch.acks
+            ],
+        )
         if batch.dead_letters:
             cur.executemany(
                 "INSERT INTO dead_letters (tenant, source, received, reason, detail, raw)"
@@ -279,6 +295,48 @@ class DuckDBStore:
                     for d in batch.dead_letters
                 ],
             )
+        return alerts, acks
+
+    @staticmethod
+    def _insert_new(
+        cur: duckdb.DuckDBPyConnection,
+        table: str,
+        columns: list[str],
+        key: list[str],
+        rows: list[tuple[Any, ...]],
+    ) -> int:
+        """Insert the rows whose key is not stored yet; return how many were inserted.
+
+        Timestamp columns (``ts``, ``received``) come as µs since the epoch.
+        """
+        if not rows:
+            return 0
+        arrays = []
+        for index, name in enumerate(columns):
+            values = [row[index] for row in rows]
+            if name in ("ts", "received"):
+                arrays.append(pa.array(values, pa.int64()).cast(_TS))
+            else:
+                arrays.append(pa.array(values, pa.string()))
+        incoming = pa.Table.from_arrays(arrays, names=columns)
+        lo, hi = from_us(min(r[2] for r in rows)), from_us(max(r[2] for r in rows))
+        keys = ", ".join(key)
+        cur.register("incoming", incoming)
+        try:
+            before = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            cur.execute(
+                f"""
+                INSERT INTO {table}
+                SELECT i.* FROM (SELECT DISTINCT ON ({keys}) * FROM incoming) i
+                ANTI JOIN (SELECT {keys} FROM {table} WHERE ts BETWEEN $lo AND $hi) t
+                USING ({keys})
+                """,
+                {"lo": lo, "hi": hi},
+            )
+            after = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        finally:
+            cur.unregister("incoming")
+        return int(after - before)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -307,7 +365,7 @@ class DuckDBStore:
                 ORDER BY bucket LIMIT $limit
             """
         rows = self._read(sql, params)
-        return [Point(_dt(us), value) for us, value in rows]
+        return [Point(from_us(us), value) for us, value in rows]
 
     def latest(self, tenant: str, device: str) -> list[StateValue]:
         rows = self._read(
@@ -315,7 +373,7 @@ class DuckDBStore:
             " WHERE tenant = ? AND device = ? ORDER BY identifier",
             [tenant, device],
         )
-        return [StateValue(i, _dt(ts), v, _dt(r)) for i, ts, v, r in rows]
+        return [StateValue(i, from_us(ts), v, from_us(r)) for i, ts, v, r in rows]
 
     def alerts(self, query: AlertQuery) -> list[StoredAlert]:
         clauses = ["tenant = $tenant"]
@@ -336,7 +394,7 @@ class DuckDBStore:
             params,
         )
         return [
-            StoredAlert(d, _dt(ts), t, lvl, msg, meta, _dt(rec))
+            StoredAlert(d, from_us(ts), t, lvl, msg, meta, from_us(rec))
             for d, ts, t, lvl, msg, meta, rec in rows
         ]
 
@@ -357,7 +415,7 @@ class DuckDBStore:
             params,
         )
         return [
-            StoredDeadLetter(i, t, s, _dt(r), reason_, d, bytes(raw))
+            StoredDeadLetter(i, t, s, from_us(r), reason_, d, bytes(raw))
             for i, t, s, r, reason_, d, raw in rows
         ]
 

@@ -38,12 +38,12 @@ class Registry:
             self._load(tenant)
 
     def _load(self, tenant: Tenant) -> None:
-        self._tenants[tenant.id] = tenant
         self._identifiers[tenant.id] = IdentifierRegistry(
             {i.name: i for i in self._catalog.identifiers(tenant.id)}
         )
         self._devices[tenant.id] = {d.hardware_id: d for d in self._catalog.devices(tenant.id)}
         self._sites[tenant.id] = {s.id: s for s in self._catalog.sites(tenant.id)}
+        self._tenants[tenant.id] = tenant
 
     # -- tenants --------------------------------------------------------------------------------
 
@@ -57,10 +57,11 @@ class Registry:
                     return existing
                 raise Conflict(f"tenant {tenant.id!r} exists")
             self._catalog.put_tenant(tenant)
-            self._tenants[tenant.id] = tenant
+            # the maps first: a reader that finds the tenant must find its maps too
             self._identifiers[tenant.id] = IdentifierRegistry()
             self._devices[tenant.id] = {}
             self._sites[tenant.id] = {}
+            self._tenants[tenant.id] = tenant
             return tenant
 
     def update_tenant(

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from gridhub.adapters.csv_history import HistoryMessage, parse_history
 from gridhub.api.deps import HubDep, PrincipalDep
-from gridhub.api.routes.ingest import read_limited, receipt_response, submit
+from gridhub.api.ingesting import read_limited, receipt_response, submit
 from gridhub.api.schemas import IngestReceipt
 from gridhub.errors import InvalidRequest
 from gridhub.ingest.validate import Envelope
@@ -45,7 +45,7 @@ async def import_csv(
     name: Annotated[str, Query(max_length=200)] = "upload.csv",
     first_line: Annotated[int, Query(ge=2)] = 2,
 ) -> JSONResponse:
-    who.require_tenant(tenant)
+    who.require_ingest(tenant)
     hub.registry.tenant(tenant)
     limit = hub.settings.max_request_bytes
     body, total = await read_limited(request, limit)

@@ -18,6 +18,7 @@ from gridhub.api.schemas import (
 from gridhub.domain.messages import AlertLevel
 from gridhub.domain.timeutil import Function, Resolution
 from gridhub.errors import InvalidRequest
+from gridhub.storage.base import StoredDeadLetter
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["query"])
 
@@ -143,15 +144,40 @@ def dead_letters(
 ) -> list[DeadLetterPublic]:
     who.require_tenant(tenant)
     hub.registry.tenant(tenant)
-    return [
-        DeadLetterPublic(
-            id=d.id,
-            tenant=d.tenant,
-            source=d.source,
-            received=d.received,
-            reason=d.reason,
-            detail=d.detail,
-            raw=d.raw.decode("utf-8", errors="replace"),
-        )
-        for d in hub.query.dead_letters(tenant, reason=reason, limit=limit)
-    ]
+    return [_dead_letter(d) for d in hub.query.dead_letters(tenant, reason=reason, limit=limit)]
+
+
+def _dead_letter(d: StoredDeadLetter) -> DeadLetterPublic:
+    return DeadLetterPublic(
+        id=d.id,
+        tenant=d.tenant,
+        source=d.source,
+        received=d.received,
+        reason=d.reason,
+        detail=d.detail,
+        raw=d.raw.decode("utf-8", errors="replace"),
+    )
+
+
+admin_router = APIRouter(prefix="/api/v1", tags=["query"])
+
+
+@admin_router.get(
+    "/deadletters",
+    summary="Dead letters of every tenant, or those no tenant owns (installation admin)",
+    description="`unowned=true` lists the messages that named no known tenant (unknown tenant, "
+    "a topic that is not gridhub's): they belong to nobody, so only the installation admin sees "
+    "them.",
+)
+def all_dead_letters(
+    hub: HubDep,
+    who: PrincipalDep,
+    unowned: bool = False,
+    reason: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[DeadLetterPublic]:
+    who.require_admin()
+    letters = hub.query.dead_letters(None, reason=reason, limit=limit if not unowned else 10_000)
+    if unowned:
+        letters = [d for d in letters if d.tenant is None][:limit]
+    return [_dead_letter(d) for d in letters]

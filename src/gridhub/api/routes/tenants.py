@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
+from gridhub.access.tokens import TokenRecord
 from gridhub.adapters.registry_csv import parse_registry
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.api.schemas import (
@@ -23,7 +25,6 @@ from gridhub.api.schemas import (
 )
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.errors import InvalidRequest
-from gridhub.storage.base import TokenRecord
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["registry"])
 MAX_CSV_BYTES = 32 * 1024 * 1024
@@ -190,13 +191,13 @@ async def import_devices(
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"CSV is not UTF-8: {exc}") from None
-    parsed = parse_registry(io.StringIO(text), tenant)
+    parsed = await run_in_threadpool(parse_registry, io.StringIO(text), tenant)
     errors = [f"line {e.line}: {e.message}" for e in parsed.errors]
     if errors:
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
     elif not dry_run:
-        hub.registry.register_sites(parsed.sites)
-        hub.registry.register_devices(parsed.devices)
+        await run_in_threadpool(hub.registry.register_sites, parsed.sites)
+        await run_in_threadpool(hub.registry.register_devices, parsed.devices)
     return ImportReport(
         sites=len(parsed.sites),
         devices=len(parsed.devices),
