@@ -69,6 +69,8 @@ class Hub:
         return self.mqtt.url if self.mqtt is not None else None
 
     def stop(self) -> None:
+        # intake first, so an MQTT callback waiting for buffer room lets paho's thread finish
+        self.pipeline.close_intake()
         if self.mqtt is not None:
             self.mqtt.stop()
             self.mqtt = None

@@ -7,6 +7,7 @@ Runs against the machine's Mosquitto (127.0.0.1:1883) and against the embedded b
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from gridhub.cli.server import ApiServer
 from gridhub.errors import StoreUnavailable
 from gridhub.hub import Hub, build_hub
 from gridhub.ingest.mqtt_source import parse_mqtt_url
-from helpers import Api, make_settings, seed_tenant, wait_for
+from helpers import Api, make_settings, port_open, seed_tenant, wait_for
 
 pytestmark = pytest.mark.integration
 P = "electricity.power.active.consumed.total"
@@ -132,7 +133,12 @@ def test_mqtt_rejections_are_dead_lettered(
 
 
 def test_embedded_broker_does_not_need_port_1883(tmp_path: Path) -> None:
-    """``serve`` without a broker URL never fails because 1883 is taken (it is, by Mosquitto)."""
+    """``serve`` without a broker URL never fails because 1883 is taken."""
+    blocker = None
+    if not port_open("127.0.0.1", 1883):  # make sure it is taken
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 1883))
+        blocker.listen()
     hub, server = mqtt_hub(tmp_path, None)
     try:
         assert hub.broker is not None and hub.broker.port != 1883
@@ -140,6 +146,8 @@ def test_embedded_broker_does_not_need_port_1883(tmp_path: Path) -> None:
     finally:
         server.stop()
         hub.stop()
+        if blocker is not None:
+            blocker.close()
 
 
 def test_unconfirmed_message_is_redelivered_after_restart(

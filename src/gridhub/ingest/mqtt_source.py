@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gridhub.domain.rejections import RejectReason
+from gridhub.errors import GridhubError
 from gridhub.ingest.pipeline import Pipeline, Receipt
 from gridhub.ingest.validate import Envelope
 
@@ -157,6 +158,7 @@ class MqttSource:
             env.problem = (RejectReason.BAD_TOPIC, "topic is not gridhub/<tenant>/<id>/events")
         try:
             self._pipeline.submit([env], confirm, timeout=None)
-        except Exception:
-            # Unconfirmed: the broker redelivers after a reconnect, so nothing is lost.
+        except GridhubError as exc:  # shutting down: unconfirmed, redelivered after reconnect
+            log.warning("MQTT message %s on %s not queued: %s", mid, msg.topic, exc)
+        except Exception:  # a bug; still unconfirmed, so the broker keeps the message
             log.exception("could not queue MQTT message %s on %s", mid, msg.topic)

@@ -70,13 +70,28 @@ class _BoundedBuffer:
         self.rows = 0
         self._items: deque[_Pending] = deque()
         self._cond = threading.Condition()
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse new submissions and wake every source waiting for room."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
 
     def put(self, pending: _Pending, timeout: float | None) -> None:
         """Queue ``pending``; wait up to ``timeout`` s for room (``None``: as long as needed)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             # A submission larger than the whole buffer is let in alone rather than refused.
-            while self.rows and self.rows + pending.rows > self.capacity:
+            while True:
+                if self._closed:
+                    raise StoreUnavailable("the hub is shutting down", retry_after=5.0)
+                if not (self.rows and self.rows + pending.rows > self.capacity):
+                    break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise Overloaded(
@@ -141,13 +156,19 @@ class Pipeline:
         if self._thread is not None:
             return
         self._stop.clear()
+        self._buffer.reopen()
         self._thread = threading.Thread(target=self._run, name="gridhub-writer", daemon=True)
         self._thread.start()
 
+    def close_intake(self) -> None:
+        """Refuse new submissions (a source blocked waiting for room gives up, unconfirmed)."""
+        self._buffer.close()
+
     def stop(self, timeout: float = 30.0) -> None:
-        """Write what is buffered (up to ``timeout`` s), then stop the writer."""
+        """Refuse new submissions, write what is buffered (up to ``timeout`` s), then stop."""
         if self._thread is None:
             return
+        self._buffer.close()
         self._stop.set()
         self._thread.join(timeout)
         self._thread = None
