@@ -50,9 +50,14 @@ def serve(
         str | None, typer.Option(help="external broker, mqtt://host:port; none: embedded")
     ] = None,
     log_level: str = "INFO",
+    log_format: Annotated[
+        str, typer.Option(help="text, or json (one object per line, for a log collector)")
+    ] = "text",
 ) -> None:
     """Run the hub: HTTP API and MQTT ingest (an embedded broker unless --mqtt-url is given)."""
-    setup_logging(log_level)
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("--log-format is text or json")
+    setup_logging(log_level, log_format)
     settings = load_settings(
         config, data_dir=data_dir, http_host=host, http_port=port, mqtt_url=mqtt_url
     )
