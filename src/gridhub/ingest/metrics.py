@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 class IngestMetrics:
     received_messages: int = 0
     accepted_messages: int = 0
+    rejected_messages: int = 0  # refused with a reason (dead_lettered counts what was kept)
     stored_readings: int = 0
     duplicate_readings: int = 0
     dead_lettered: int = 0

@@ -153,7 +153,14 @@ class MqttSource:
 
         parts = topic_parts(msg.topic)
         tenant, device = parts if parts is not None else (None, None)
-        env = Envelope(f"mqtt:{msg.topic[:200]}", bytes(msg.payload), tenant, received_us, device)
+        env = Envelope(
+            f"mqtt:{msg.topic[:200]}",
+            bytes(msg.payload),
+            tenant,
+            received_us,
+            device,
+            redelivered=bool(msg.dup),
+        )
         if parts is None:  # not one of ours (a misconfigured subscription): keep it all the same
             env.problem = (RejectReason.BAD_TOPIC, "topic is not gridhub/<tenant>/<id>/events")
         try:

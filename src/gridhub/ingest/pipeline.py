@@ -271,6 +271,7 @@ class Pipeline:
         self._buffer.release(rows)
         self.metrics.add(
             accepted_messages=sum(p.receipt.accepted for p in taken),
+            rejected_messages=sum(len(p.receipt.rejected) for p in taken),
             stored_readings=result.stored,
             duplicate_readings=result.duplicates,
             dead_lettered=result.dead_letters,
@@ -301,7 +302,7 @@ class Pipeline:
                 log.warning("store write failed, retrying in %.1f s: %s", backoff, exc)
                 if self._stop.wait(backoff):
                     raise _Stopping(exc) from exc
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 1.0)  # a recovered store is used within a second
 
     @staticmethod
     def _dead_letter_all(pending: _Pending, exc: Exception) -> None:

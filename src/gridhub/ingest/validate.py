@@ -37,6 +37,7 @@ class Envelope:
     received_us: int
     topic_device: str | None = None  # the hardwareId named by the MQTT topic
     problem: tuple[RejectReason, str] | None = None  # rejected before decoding (e.g. bad topic)
+    redelivered: bool = False  # MQTT DUP: the broker may have given it to us before
 
 
 @dataclass(slots=True)
@@ -57,7 +58,13 @@ class Prepared:
             env,
             tenant=self.tenant,
             dead_letter=DeadLetter(
-                self.tenant, env.source, env.received_us, reason.value, detail, env.raw
+                self.tenant,
+                env.source,
+                env.received_us,
+                reason.value,
+                detail,
+                env.raw,
+                env.redelivered,
             ),
         )
 
@@ -79,7 +86,9 @@ def _reject(
     return Prepared(
         env,
         tenant=tenant,
-        dead_letter=DeadLetter(tenant, env.source, env.received_us, reason.value, detail, raw),
+        dead_letter=DeadLetter(
+            tenant, env.source, env.received_us, reason.value, detail, raw, env.redelivered
+        ),
     )
 
 

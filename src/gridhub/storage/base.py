@@ -75,6 +75,9 @@ class DeadLetter:
     reason: str
     detail: str
     raw: bytes
+    # a redelivery (MQTT DUP flag) of something perhaps kept already: stored only if no dead
+    # letter with the same tenant, source and bytes exists
+    redelivered: bool = False
 
 
 @dataclass(slots=True)

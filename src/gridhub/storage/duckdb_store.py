@@ -131,9 +131,9 @@ class DuckDBStore:
             try:
                 cur.execute("BEGIN")
                 stored, duplicates = self._write_measurements(cur, batch)
-                alerts, acks = self._write_events(cur, batch)
+                alerts, acks, dead_letters = self._write_events(cur, batch)
                 cur.execute("COMMIT")
-            except duckdb.Error as exc:
+            except Exception as exc:  # whatever failed, never leave the transaction open
                 try:
                     cur.execute("ROLLBACK")
                 except duckdb.Error:
@@ -146,7 +146,7 @@ class DuckDBStore:
             duplicates=duplicates,
             alerts=alerts,
             acks=acks,
-            dead_letters=len(batch.dead_letters),
+            dead_letters=dead_letters,
         )
 
     def _write_measurements(
@@ -263,9 +263,12 @@ class DuckDBStore:
                     params,
                 )
 
-    def _write_events(self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch) -> tuple[int, int]:
+    def _write_events(
+        self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch
+    ) -> tuple[int, int, int]:
         """Alerts (key: tenant, device, ts, type) and acks (key: tenant, device, ts,
-        originatingEventId), each dropped if already stored; dead letters always kept."""
+        originatingEventId), each dropped if already stored; dead letters kept, except a
+        redelivered copy of one already kept."""
         alerts = self._insert_new(
             cur,
             "alerts",
@@ -286,16 +289,37 @@ class DuckDBStore:
                 for a in batch.acks
             ],
         )
-        if batch.dead_letters:
+        fresh_letters = [d for d in batch.dead_letters if not d.redelivered]
+        if fresh_letters:
             cur.executemany(
                 "INSERT INTO dead_letters (tenant, source, received, reason, detail, raw)"
                 " VALUES (?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, ?)",
                 [
                     (d.tenant, d.source, d.received, d.reason, d.detail, d.raw)
-                    for d in batch.dead_letters
+                    for d in fresh_letters
                 ],
             )
-        return alerts, acks
+        kept = len(fresh_letters)
+        for d in batch.dead_letters:
+            if d.redelivered:  # the broker's second try of a message we may have kept already
+                kept += cur.execute(
+                    "INSERT INTO dead_letters (tenant, source, received, reason, detail, raw)"
+                    " SELECT ?, ?, make_timestamp(?)::TIMESTAMPTZ, ?, ?, ? WHERE NOT EXISTS ("
+                    " SELECT 1 FROM dead_letters WHERE tenant IS NOT DISTINCT FROM ?"
+                    " AND source = ? AND raw = ?)",
+                    [
+                        d.tenant,
+                        d.source,
+                        d.received,
+                        d.reason,
+                        d.detail,
+                        d.raw,
+                        d.tenant,
+                        d.source,
+                        d.raw,
+                    ],
+                ).fetchall()[0][0]
+        return alerts, acks, kept
 
     @staticmethod
     def _insert_new(
