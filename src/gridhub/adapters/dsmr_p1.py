@@ -16,7 +16,9 @@ and logs and drops lines it cannot parse; here every line has an outcome:
   the M-Bus equipment id, stamped with its own capture time);
 * unmapped — valid OBIS data the table has no series for (tariff indicator, failure log, text
   messages, ...), returned in :attr:`P1Result.unmapped`;
-* rejected — a line that is not OBIS data or whose value cannot be read, with the line itself.
+* rejected — a line that is not OBIS data or whose value cannot be read, with the line itself;
+* used — version, clock and equipment-id lines, M-Bus device types and ids, which stamp, name
+  and route the messages.
 
 A wrong CRC rejects the whole telegram with ``bad_checksum``: any of its values may be corrupt.
 Telegrams without a CRC (DSMR 2.2 and 3) are read line by line, the grammar being the only check.
@@ -277,10 +279,10 @@ def _read(
     mbus_types: dict[int, int] = {}
     mbus_ids: dict[int, str] = {}
     readings: list[_Line] = []
-    seen: set[ObisCode] = set()
+    seen: set[str] = set()
     for line in _logical_lines(body, rejections):
         name, channel, first = line.code.key, line.code.mbus_channel, line.groups[0]
-        if line.code in seen:
+        if line.code.canonical in seen:
             why = "the code appears twice in the telegram"
             rejections.append(_line_rejection(line.number, line.text, MALFORMED_TELEGRAM, why))
         elif name in _STRUCTURE:
@@ -295,7 +297,7 @@ def _read(
             mbus_ids[channel] = first
         else:
             readings.append(line)
-        seen.add(line.code)
+        seen.add(line.code.canonical)
 
     meter_id = given_id or _meter_id(structure)
     clock = structure.get("0-0:1.0.0")

@@ -11,8 +11,9 @@ to the meter (request, baud-rate switch, timing) is the caller's.
 
 Every data set has an outcome, as in :mod:`gridhub.adapters.dsmr_p1`: mapped into the message,
 listed in :attr:`IecResult.unmapped` (valid OBIS data the table does not map, e.g. ``F.F`` error
-registers or billing-period values ``1.8.0*01``), or rejected with its line. A wrong BCC rejects
-the whole readout with ``bad_checksum``.
+registers or billing-period values ``1.8.0*01``), rejected with its line, or — clock and id
+data sets — used to stamp and name the message. A wrong BCC rejects the whole readout with
+``bad_checksum``.
 
 The message is stamped with the meter's own clock, ``0.9.1`` (time ``hhmmss``) and ``0.9.2``
 (date ``YYMMDD``), read as local time in ``zone``: IEC readouts carry no DST flag, so a meter
@@ -203,18 +204,18 @@ def _read(
     unmapped: list[str] = []
     structure: dict[tuple[int, int, int], _DataSet] = {}
     readings: list[_DataSet] = []
-    seen: set[ObisCode] = set()
+    seen: set[str] = set()
     for data_set in _data_sets(block, rejections):
         code = data_set.code
         kind = (code.c, code.d, code.e)
-        if code in seen:
+        if code.canonical in seen:
             why = "the code appears twice in the readout"
             rejections.append(_rejection(data_set.line, data_set.text, MALFORMED_TELEGRAM, why))
         elif code.a in (None, 0, 1) and kind in (_TIME, _DATE, _ADDRESS, _SERIAL):
             structure[kind] = data_set
         else:
             readings.append(data_set)
-        seen.add(code)
+        seen.add(code.canonical)
 
     device = given_id or _device_id(structure, identification)
     event_date = _event_date(structure, unmapped, tz)

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from gridhub.domain.identifiers import BUILTIN_IDENTIFIERS
 from gridhub.domain.messages import DeviceMeasurements, MeasurementsRequest, encode
+from gridhub.domain.rejections import RejectReason
 from gridhub.domain.validation import ID_PATTERN, MAX_HARDWARE_ID_LENGTH
 
 __all__ = [
@@ -61,9 +62,9 @@ __all__ = [
     "resolve_local_time",
 ]
 
-BAD_CHECKSUM = "bad_checksum"
-"""Reject reason: the CRC (DSMR) or BCC (IEC 62056-21) does not match the bytes received."""
-MALFORMED_TELEGRAM = "malformed_telegram"
+BAD_CHECKSUM = RejectReason.BAD_CHECKSUM.value
+"""A telegram whose CRC or BCC fails."""
+MALFORMED_TELEGRAM = RejectReason.MALFORMED_TELEGRAM.value
 """Reject reason: a telegram, readout or line that cannot be read as OBIS data."""
 
 
@@ -194,6 +195,11 @@ class ObisCode(NamedTuple):
         return f"{a}-{b}:{self.c}.{self.d}.{self.e}"
 
     @property
+    def canonical(self) -> str:
+        """:attr:`key` plus a billing period: ``1.8.0`` and ``1-0:1.8.0*255`` are one register."""
+        return self.key if self.f is None or self.f == 255 else f"{self.key}*{self.f}"
+
+    @property
     def mbus_channel(self) -> int | None:
         """The M-Bus channel (1..4) of an ``0-n:`` code, else ``None``."""
         return self.b if self.a == 0 and self.b is not None and 1 <= self.b <= 4 else None
@@ -290,8 +296,9 @@ class ObisMessage(NamedTuple):
 class ObisRejection(NamedTuple):
     """What could not become a message, kept whole for the dead-letter store.
 
-    ``line`` is the 1-based line of the telegram or readout, ``None`` when the whole of it is
-    refused (then ``raw`` is the input as received).
+    ``line`` is the 1-based line of the DSMR telegram (its identification line being 1) or of
+    the IEC data block, ``None`` when the whole input is refused (then ``raw`` is the input as
+    received); otherwise ``raw`` is the refused line or data set.
     """
 
     kind: Literal["rejected"]

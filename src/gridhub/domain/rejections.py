@@ -24,3 +24,5 @@ class RejectReason(StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     BAD_TOPIC = "bad_topic"
     STORE_REJECTED = "store_rejected"  # valid, but the store refused to hold it
+    BAD_CHECKSUM = "bad_checksum"  # a meter telegram whose CRC (DSMR) or BCC (IEC 62056-21) fails
+    MALFORMED_TELEGRAM = "malformed_telegram"  # a meter telegram line or frame we cannot read
