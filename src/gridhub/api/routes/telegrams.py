@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -86,16 +87,29 @@ async def _ingest(
     return receipt_response(await submit(hub.pipeline, envelopes, hub.settings.confirm_timeout_s))
 
 
+class Protocol(StrEnum):
+    DSMR = "dsmr"
+    IEC62056 = "iec62056"
+
+
+_PARSERS = {Protocol.DSMR: parse_telegram, Protocol.IEC62056: parse_readout}
+_SOURCES = {Protocol.DSMR: "p1", Protocol.IEC62056: "iec62056"}
+
+
 @router.post(
-    "/{tenant}/telegrams/dsmr",
-    summary="Ingest one DSMR P1 telegram (as read from the P1 port)",
-    description="DSMR 2.2 to 5, Belgian e-MUCS, Luxembourg Smarty (decrypted), Sweden, Hungary; "
-    "CRC checked. `zone` is the meter's time zone (its clock is local time with a DST flag). "
-    "`hardware_id` overrides the equipment id of the telegram.",
+    "/{tenant}/telegrams/{protocol}",
+    summary="Ingest one raw meter telegram: DSMR P1 or IEC 62056-21 mode C",
+    description=(
+        "`dsmr`: a P1 telegram as read from the port — DSMR 2.2 to 5, Belgian e-MUCS, "
+        "Luxembourg Smarty (decrypted), Sweden, Hungary; CRC checked. `iec62056`: a mode C data "
+        "readout from `/` to the BCC after ETX; BCC checked. `zone` is the meter's time zone "
+        "(its clock is local time); `hardware_id` overrides the equipment id in the telegram."
+    ),
     response_model=IngestReceipt,
 )
-async def dsmr(
+async def telegram(
     tenant: str,
+    protocol: Protocol,
     request: Request,
     hub: HubDep,
     who: PrincipalDep,
@@ -103,33 +117,10 @@ async def dsmr(
     hardware_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> JSONResponse:
     who.require_ingest(tenant)
+    parser = _PARSERS[protocol]
 
     def parse(raw: bytes, now: datetime) -> tuple[list[ObisMessage], list[ObisRejection]]:
-        result = parse_telegram(raw, hardware_id=hardware_id, zone=zone, received_at=now)
+        result = parser(raw, hardware_id=hardware_id, zone=zone, received_at=now)
         return result.messages, result.rejections
 
-    return await _ingest(hub, tenant, request, "p1", parse)
-
-
-@router.post(
-    "/{tenant}/telegrams/iec62056",
-    summary="Ingest one IEC 62056-21 mode C data readout",
-    description="From `/` identification to the BCC after ETX; BCC checked; OBIS codes mapped "
-    "through the same table as DSMR.",
-    response_model=IngestReceipt,
-)
-async def iec62056(
-    tenant: str,
-    request: Request,
-    hub: HubDep,
-    who: PrincipalDep,
-    zone: Annotated[str, Query(max_length=64)] = "Europe/Amsterdam",
-    hardware_id: Annotated[str | None, Query(max_length=128)] = None,
-) -> JSONResponse:
-    who.require_ingest(tenant)
-
-    def parse(raw: bytes, now: datetime) -> tuple[list[ObisMessage], list[ObisRejection]]:
-        result = parse_readout(raw, hardware_id=hardware_id, zone=zone, received_at=now)
-        return result.messages, result.rejections
-
-    return await _ingest(hub, tenant, request, "iec62056", parse)
+    return await _ingest(hub, tenant, request, _SOURCES[protocol], parse)
