@@ -20,8 +20,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from gridhub.adapters.dsmr_p1 import parse_telegram
-from gridhub.adapters.iec62056 import parse_readout
+from gridhub.adapters.dsmr_p1 import P1Result, parse_telegram
+from gridhub.adapters.iec62056 import IecResult, parse_readout
 from gridhub.adapters.obis import OBIS_CUSTOM_IDENTIFIERS, ObisMessage, ObisRejection
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.api.ingesting import read_limited, receipt_response, submit
@@ -92,7 +92,10 @@ class Protocol(StrEnum):
     IEC62056 = "iec62056"
 
 
-_PARSERS = {Protocol.DSMR: parse_telegram, Protocol.IEC62056: parse_readout}
+_PARSERS: dict[Protocol, Callable[..., P1Result | IecResult]] = {
+    Protocol.DSMR: parse_telegram,
+    Protocol.IEC62056: parse_readout,
+}
 _SOURCES = {Protocol.DSMR: "p1", Protocol.IEC62056: "iec62056"}
 
 
