@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from gridhub.cli import demo as demo_cmd
+from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
 from gridhub.cli.common import api_call, console, err_console, load_settings, setup_logging
 from gridhub.cli.server import ApiServer
@@ -31,6 +32,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(deadletter_app, name="deadletter")
 app.command("demo")(demo_cmd.demo)
 app.command("simulate")(simulate.simulate)
+app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
 
 ConfigOpt = Annotated[

@@ -55,6 +55,11 @@ _BUCKET_SQL = {
     Resolution.HOUR: "time_bucket(INTERVAL '1 hour', ts, $zone)",
     Resolution.DAY: "time_bucket(INTERVAL '1 day', ts, $zone)",
 }
+_BUCKET_SPAN = {
+    Resolution.QUARTER_HOUR: timedelta(minutes=15),
+    Resolution.HOUR: timedelta(hours=1),
+    Resolution.DAY: timedelta(hours=26),
+}
 _FUNCTION_SQL = {
     Function.AVG: "sum / count",
     Function.MIN: "min",
@@ -228,9 +233,10 @@ class DuckDBStore:
                     params["zone"] = zone
                 if tenants is not None:
                     params["tenants"] = tenants
-                # Every bucket starts at most a (DST) day before its readings: a constant span
-                # that lets DuckDB prune the rollup table by zone map instead of scanning it.
-                params["lo"] = lo - timedelta(hours=26)
+                # A bucket starts at most one bucket width (a DST day: 25 h) before its
+                # readings: a constant span that lets DuckDB prune the rollup table by zone
+                # map instead of scanning it.
+                params["lo"] = lo - _BUCKET_SPAN[resolution]
                 params["hi"] = hi
                 cur.execute(
                     f"""
