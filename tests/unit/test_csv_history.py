@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -12,9 +13,11 @@ from hypothesis import strategies as st
 
 from gridhub.adapters.csv_history import (
     MAX_LINE_BYTES,
+    UNIT_CONVERSIONS,
     HistoryMessage,
     HistoryRejection,
     parse_history,
+    unit_factor,
 )
 from gridhub.domain.identifiers import BUILTIN_IDENTIFIERS, IdentifierRegistry
 from gridhub.domain.messages import DeviceMeasurements, decode
@@ -406,3 +409,138 @@ def test_round_trip_every_row_arrives_once_in_a_valid_message(
             got.append((message.hardwareId, identifier, ts, value))
     expected = [(h, i, to_us(base + timedelta(minutes=15 * q)), v) for h, i, q, v in rows]
     assert got == expected
+
+
+# --- column mapping and unit conversion --------------------------------------------------------
+
+DSO_EXPORT = (
+    "EAN;Datum;Meterstand afname (Wh);Meterstand injectie (Wh);Status\n"
+    "541448800000012345;2024-05-01 08:00;12345678;1000;Gemeten\n"
+    "541448800000012345;2024-05-01 08:15;12345900;1000,5;Geschat\n"
+    "541448800000012345;2024-05-01 08:30;;1001;Gemeten\n"
+)
+DSO_COLUMNS = {
+    "EAN": "hardwareId",
+    "Datum": "timestamp",
+    "Meterstand afname (Wh)": E,
+    "Meterstand injectie (Wh)": "electricity.energy.active.injected.total",
+}
+
+
+def test_a_dso_export_is_read_through_a_column_mapping_and_units() -> None:
+    injected = "electricity.energy.active.injected.total"
+    items = run(
+        DSO_EXPORT,
+        columns=DSO_COLUMNS,
+        units={E: "Wh", injected: "Wh"},
+        default_zone="Europe/Brussels",
+    )
+    assert rejections(items) == []  # the unmapped Status column is not read
+    got = messages(items)
+    assert [m.hardwareId for m in got] == ["541448800000012345"] * 3
+    assert [m.request.measurements for m in got] == [
+        {E: 12345.678, injected: 1.0},
+        {E: 12345.9, injected: 1.0005},  # decimal comma, then Wh → kWh
+        {injected: 1.001},
+    ]
+    assert got[0].request.eventDate == "2024-05-01T08:00:00+02:00"
+
+
+def test_a_long_layout_is_mapped_and_converted_by_identifier() -> None:
+    text = (
+        "meter,quantity,time,reading,unit\n"
+        f"m1,{P1},2024-05-01T08:00:00Z,1500,W\n"
+        f"m1,{E},2024-05-01T08:00:00Z,2.5,MWh\n"
+        f"m1,{P2},2024-05-01T08:00:00Z,7,W\n"
+    )
+    columns = {
+        "meter": "hardwareId",
+        "quantity": "identifier",
+        "time": "timestamp",
+        "reading": "value",
+    }
+    items = run(text, columns=columns, units={P1: "W", E: "MWh"})
+    (message,) = messages(items)
+    assert message.request.measurements == {P1: 1.5, E: 2500.0, P2: 7.0}  # P2: no unit given
+
+
+def test_units_convert_in_decimal_arithmetic() -> None:
+    rows = "".join(
+        f"m1,2024-05-01T08:{i:02d}:00Z,{wh}\n" for i, wh in enumerate(["1234", "0.1", "7e3"])
+    )
+    items = run(f"hardwareId,timestamp,{E}\n{rows}", units={E: "Wh"})
+    assert [m.request.measurements[E] for m in messages(items)] == [1.234, 0.0001, 7.0]
+
+
+def test_a_unit_may_be_given_as_a_name_and_factor_for_tenant_identifiers() -> None:
+    text = "hardwareId,timestamp,boiler.stateOfCharge\nm1,2024-05-01T08:00:00Z,87\n"
+    items = run(text, units={"boiler.stateOfCharge": ("%", 0.01)})
+    assert messages(items)[0].request.measurements == {"boiler.stateOfCharge": 0.87}
+
+
+def test_a_converted_value_beyond_the_float_range_is_rejected() -> None:
+    (rejection,) = run(
+        f"hardwareId,timestamp,{E}\nm1,2024-05-01T08:00:00Z,1e308\n", units={E: "GWh"}
+    )
+    assert isinstance(rejection, HistoryRejection)
+    assert rejection.reason == RejectReason.NON_FINITE_VALUE
+    assert "float range" in rejection.detail
+
+
+def test_the_unit_of_the_identifier_itself_changes_nothing() -> None:
+    text = f"hardwareId,timestamp,{E}\nm1,2024-05-01T08:00:00Z,0.1\n"
+    assert messages(run(text, units={E: "kWh"})) == messages(run(text))
+
+
+@pytest.mark.parametrize(
+    ("columns", "units"),
+    [
+        ({"EAN": "hardwareId", "Date": "timestamp"}, None),  # the header has no "Date"
+        ({"EAN": "hardwareId", "Datum": ""}, None),
+        ({"EAN": "hardwareId", "Datum": "timestamp"}, None),  # no value column left
+        ({**DSO_COLUMNS, "Status": "timestamp"}, None),  # two timestamp columns
+        (DSO_COLUMNS, {E: "m3"}),  # energy is not a volume
+        (DSO_COLUMNS, {E: "furlongs"}),
+        (DSO_COLUMNS, {"boiler.stateOfCharge": "%"}),  # not in Table 2: its unit is unknown
+        (DSO_COLUMNS, {E: ("Wh", 0)}),
+        (DSO_COLUMNS, {E: ("Wh", float("nan"))}),
+        (DSO_COLUMNS, {E: ("Wh",)}),
+    ],
+)
+def test_an_unusable_mapping_or_unit_raises_at_once(
+    columns: dict[str, str], units: dict[str, object] | None
+) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_history(DSO_EXPORT.splitlines(), columns=columns, units=units)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "factor"),
+    [
+        ("Wh", "kWh", "0.001"),
+        ("kWh", "Wh", "1000"),
+        ("MWh", "kWh", "1000"),
+        ("W", "kW", "0.001"),
+        ("kW", "W", "1000"),
+        ("MW", "kW", "1000"),
+        ("GJ", "MWh", "0.2777777777777777777777777778"),
+        ("VArh", "kVARh", "0.001"),  # ESPI's spelling to Table 2's
+        ("kvar", "kVAR", "1"),
+        ("VA", "KVA", "0.001"),
+        ("ft3", "m3", "0.028316846592"),
+        ("L/min", "m3/h", "0.06"),
+        ("mbar", "bar", "0.001"),
+        ("A", "Arms", "1"),
+        ("HZ", "Hz", "1"),
+    ],
+)
+def test_the_conversion_table(source: str, target: str, factor: str) -> None:
+    assert unit_factor(source, target) == Decimal(factor)
+    if source != target and (source, target) in UNIT_CONVERSIONS:
+        assert UNIT_CONVERSIONS[(source, target)] == Decimal(factor)
+
+
+def test_every_table_2_unit_that_scales_is_in_the_conversion_table() -> None:
+    scaling = {i.unit for i in BUILTIN_IDENTIFIERS.values()} - {"°C", "rad", "#"}
+    for unit in scaling:
+        assert unit_factor(unit, unit) == 1

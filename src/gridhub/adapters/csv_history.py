@@ -16,6 +16,13 @@ The file is read one line at a time and no line is held beyond 64 KiB, so a hist
 streams in bounded memory. One physical line is one record: a quoted field may hold the
 delimiter but not a line break, which keeps line numbers and the raw bytes kept for a rejected
 row exact.
+
+Files straight from a DSO's portal name their columns in their own language and count in their
+own units (``EAN;Datum;Meterstand (Wh)``). Rather than make every operator rewrite such a file,
+``parse_history`` takes a column mapping (the file's names → gridhub's, which also selects the
+columns to read) and units per identifier, converted through one declarative table of factors
+(:data:`UNIT_CONVERSIONS`, also used by the Green Button import). Conversion is done in decimal
+arithmetic, so ``1234`` Wh is exactly the float nearest ``1.234`` kWh.
 """
 
 from __future__ import annotations
@@ -23,30 +30,36 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Literal, NamedTuple, TextIO
 from zoneinfo import ZoneInfo
 
+from gridhub.domain.identifiers import BUILTIN_IDENTIFIERS
 from gridhub.domain.messages import DeviceMeasurements, MeasurementsRequest, encode
 from gridhub.domain.registry import check_timezone
 from gridhub.domain.rejections import RejectReason
+from gridhub.domain.units import UNIT_CONVERSIONS, unit_factor
 from gridhub.domain.validation import MAX_MEASUREMENTS_PER_MESSAGE, check_hardware_id
 from gridhub.errors import InvalidRequest, RejectedMessage
 
 __all__ = [
     "MAX_LINE_BYTES",
+    "UNIT_CONVERSIONS",
     "CsvLine",
     "HistoryItem",
     "HistoryMessage",
     "HistoryRejection",
     "LineSplitter",
+    "UnitSpec",
     "column_key",
     "parse_history",
     "read_header",
     "read_lines",
     "sniff_delimiter",
+    "unit_factor",
 ]
 
 MAX_LINE_BYTES = 64 * 1024
@@ -216,6 +229,55 @@ def read_header(lines: Iterator[CsvLine]) -> tuple[list[str], LineSplitter]:
     raise InvalidRequest("the CSV file is empty: no header line")
 
 
+# --- units -------------------------------------------------------------------------------------
+
+UnitSpec = str | tuple[str, float]
+"""The unit of a column: a unit name converted through :data:`UNIT_CONVERSIONS` to the
+identifier's Table 2 unit, or ``(name, factor)`` for anything else (a tenant identifier)."""
+
+
+def _factors(units: Mapping[str, UnitSpec] | None) -> dict[str, Decimal]:
+    factors: dict[str, Decimal] = {}
+    for identifier, spec in (units or {}).items():
+        if isinstance(spec, str):
+            known = BUILTIN_IDENTIFIERS.get(identifier)
+            if known is None:
+                raise InvalidRequest(
+                    f"units: {identifier!r} is not in Table 2, so its unit is not known here; "
+                    "give (unit, factor)"
+                )
+            try:
+                factor = unit_factor(spec, known.unit)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"units: {identifier}: {exc}") from None
+        else:
+            try:
+                factor = Decimal(str(spec[1])) if len(spec) == 2 else Decimal(0)
+            except (TypeError, ValueError, InvalidOperation):
+                factor = Decimal(0)
+            if not factor.is_finite() or factor == 0:
+                raise InvalidRequest(f"units: {identifier}: give a unit or (unit, factor ≠ 0)")
+        if factor != 1:
+            factors[identifier] = factor
+    return factors
+
+
+def _select(names: list[str], columns: Mapping[str, str] | None) -> list[str | None]:
+    """Header names after the mapping; ``None`` for a column the mapping leaves out."""
+    if columns is None:
+        return list(names)
+    mapping: dict[str, str] = {}
+    for source, target in columns.items():
+        if source.strip() not in names:
+            raise InvalidRequest(
+                f"columns names {source!r}, which the header lacks; it has {', '.join(names)[:200]}"
+            )
+        if not isinstance(target, str) or not target.strip():
+            raise InvalidRequest(f"columns maps {source!r} to no gridhub name")
+        mapping[source.strip()] = target.strip()
+    return [mapping.get(name) for name in names]
+
+
 # --- the history layouts -----------------------------------------------------------------------
 
 _HARDWARE_ID = "hardwareid"
@@ -234,15 +296,15 @@ class _Layout:
     wide: tuple[tuple[int, str], ...]  # wide layout: (column, identifier) pairs
 
 
-def _layout(names: list[str]) -> _Layout:
-    keys = [column_key(name) for name in names]
+def _layout(names: list[str | None]) -> _Layout:
+    """Where each column goes; a ``None`` name is a column left out by the mapping."""
+    keys = [None if name is None else column_key(name) for name in names]
     for position, name in enumerate(names):
-        if not name:
+        if name == "":
             raise InvalidRequest(f"header column {position + 1} has no name")
     if _HARDWARE_ID not in keys or _TIMESTAMP not in keys:
-        raise InvalidRequest(
-            f"header needs a hardwareId and a timestamp column; it has {', '.join(names)[:200]}"
-        )
+        read = ", ".join(name for name in names if name is not None)[:200]
+        raise InvalidRequest(f"header needs a hardwareId and a timestamp column; it has {read}")
     for key in (_HARDWARE_ID, _TIMESTAMP, _IDENTIFIER, _VALUE):
         if keys.count(key) > 1:
             raise InvalidRequest(f"header names column {key!r} more than once")
@@ -264,7 +326,7 @@ def _layout(names: list[str]) -> _Layout:
     wide = tuple(
         (position, name)
         for position, (name, key) in enumerate(zip(names, keys, strict=True))
-        if key not in (_HARDWARE_ID, _TIMESTAMP)
+        if name is not None and key not in (_HARDWARE_ID, _TIMESTAMP)
     )
     if not wide:
         raise InvalidRequest("a wide-layout header needs at least one identifier column")
@@ -279,7 +341,7 @@ def _layout(names: list[str]) -> _Layout:
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
-def _number(cell: str, name: str, decimal_comma: bool) -> float:
+def _number(cell: str, name: str, decimal_comma: bool, factor: Decimal | None = None) -> float:
     text = cell.strip()
     if not text:
         raise RejectedMessage(RejectReason.WRONG_VALUE_TYPE, f"{name}: empty value")
@@ -289,10 +351,15 @@ def _number(cell: str, name: str, decimal_comma: bool) -> float:
         raise RejectedMessage(
             RejectReason.WRONG_VALUE_TYPE, f"{name}: {cell.strip()[:32]!r} is not a number"
         )
-    value = float(text)
+    try:
+        value = float(text) if factor is None else float(Decimal(text) * factor)
+    except ArithmeticError:  # decimal overflow of a huge exponent
+        value = math.inf
     if not math.isfinite(value):
+        scaled = "" if factor is None else f" × {factor}"
         raise RejectedMessage(
-            RejectReason.NON_FINITE_VALUE, f"{name}: {text[:32]!r} is beyond the float range"
+            RejectReason.NON_FINITE_VALUE,
+            f"{name}: {text[:32]!r}{scaled} is beyond the float range",
         )
     return value
 
@@ -360,6 +427,8 @@ def parse_history(
     *,
     default_zone: str | None = None,
     max_rows: int = 10_000_000,
+    columns: Mapping[str, str] | None = None,
+    units: Mapping[str, UnitSpec] | None = None,
 ) -> Iterator[HistoryItem]:
     """Stream a history CSV as canonical messages and rejected rows, in file order.
 
@@ -370,28 +439,43 @@ def parse_history(
 
     Naive timestamps are read in ``default_zone`` (an IANA name) when given, else refused.
 
+    ``columns`` maps the file's header names (exactly as written) to gridhub's: ``hardwareId``,
+    ``timestamp``, ``identifier``, ``value``, or an identifier for a wide file, e.g.
+    ``{"EAN": "hardwareId", "Datum": "timestamp", "Meterstand (Wh)": E}`` with ``E`` the
+    register ``electricity.energy.active.consumed.total``. Given a mapping, only the columns it
+    names are read: exports carry status and unit columns that are no identifiers. ``units``
+    gives, per identifier, the unit its values are in (``{E: "Wh"}``): converted to the
+    identifier's Table 2 unit through :data:`UNIT_CONVERSIONS`, or ``(name, factor)`` for units
+    or identifiers outside them. Without either, the file is read as it is.
+
     The header is read at once, so an unusable file (no header, unknown layout) raises
     :class:`~gridhub.errors.InvalidRequest` before any row; so does a ``default_zone`` that is
-    not a time zone. Past ``max_rows`` data rows the generator raises ``InvalidRequest`` after
+    not a time zone, a mapping naming a column the header lacks, or a unit that cannot be
+    converted. Past ``max_rows`` data rows the generator raises ``InvalidRequest`` after
     yielding everything before that row.
     """
     if default_zone is not None:
         check_timezone(default_zone)
     if max_rows < 1:
         raise InvalidRequest("max_rows must be at least 1")
+    factors = _factors(units)
     lines = read_lines(data)
     names, splitter = read_header(lines)
-    return _items(lines, _layout(names), splitter, _Clock(default_zone), max_rows)
+    layout = _layout(_select(names, columns))
+    return _items(lines, layout, splitter, _Clock(default_zone), max_rows, factors)
 
 
-def _readings(fields: list[str], layout: _Layout, decimal_comma: bool) -> list[tuple[str, float]]:
+def _readings(
+    fields: list[str], layout: _Layout, decimal_comma: bool, factors: dict[str, Decimal]
+) -> list[tuple[str, float]]:
     if layout.identifier is not None and layout.value is not None:
         identifier = fields[layout.identifier].strip()
         if not identifier:
             raise RejectedMessage(RejectReason.WRONG_VALUE_TYPE, "identifier is empty")
-        return [(identifier, _number(fields[layout.value], identifier, decimal_comma))]
+        factor = factors.get(identifier)
+        return [(identifier, _number(fields[layout.value], identifier, decimal_comma, factor))]
     readings = [
-        (identifier, _number(fields[column], identifier, decimal_comma))
+        (identifier, _number(fields[column], identifier, decimal_comma, factors.get(identifier)))
         for column, identifier in layout.wide
         if fields[column].strip()
     ]
@@ -412,6 +496,7 @@ def _items(
     splitter: LineSplitter,
     clock: _Clock,
     max_rows: int,
+    factors: dict[str, Decimal],
 ) -> Iterator[HistoryItem]:
     decimal_comma = splitter.delimiter == ";"
     # The open group: rows of one device and moment not yet emitted as a message.
@@ -437,7 +522,7 @@ def _items(
             if hardware_id != known_hardware_id:
                 known_hardware_id = check_hardware_id(hardware_id)
             moment, event_date = clock.resolve(fields[layout.timestamp])
-            readings = _readings(fields, layout, decimal_comma)
+            readings = _readings(fields, layout, decimal_comma, factors)
         except RejectedMessage as exc:
             yield HistoryRejection("rejected", line.number, line.raw, exc.reason, exc.detail)
             continue

@@ -14,8 +14,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from gridhub.adapters.csv_history import HistoryMessage, parse_history
+from gridhub.adapters.green_button import (
+    GREEN_BUTTON_CUSTOM_IDENTIFIERS,
+    GreenButtonMessage,
+    parse_green_button,
+)
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.api.ingesting import read_limited, receipt_response, submit
 from gridhub.api.schemas import IngestReceipt
@@ -73,4 +79,59 @@ async def import_csv(
             )
     if not envelopes:
         raise InvalidRequest("the CSV has a header but no rows")
+    return receipt_response(await submit(hub.pipeline, envelopes, hub.settings.confirm_timeout_s))
+
+
+@router.post(
+    "/{tenant}/imports/green-button",
+    summary="Import Green Button (NAESB ESPI) interval data (XML body)",
+    description=(
+        "An Atom feed of UsagePoint / MeterReading / ReadingType / IntervalBlock entries. "
+        "Interval energy becomes `…interval` series (kWh) and mean power (kW); registers their "
+        "Table 2 `.total`. `hardware_id` names the device instead of the UsagePoint id. The "
+        "`…interval` identifiers are registered for the tenant on first use."
+    ),
+    response_model=IngestReceipt,
+)
+async def import_green_button(
+    tenant: str,
+    request: Request,
+    hub: HubDep,
+    who: PrincipalDep,
+    hardware_id: Annotated[str | None, Query(max_length=128)] = None,
+    name: Annotated[str, Query(max_length=200)] = "green-button.xml",
+) -> JSONResponse:
+    who.require_ingest(tenant)
+    hub.registry.tenant(tenant)
+    limit = hub.settings.max_request_bytes
+    body, total = await read_limited(request, limit)
+    if total > limit:
+        raise InvalidRequest(f"document of more than {limit} bytes; split the feed")
+    known = hub.registry.identifiers(tenant)
+    for identifier, unit in GREEN_BUTTON_CUSTOM_IDENTIFIERS:
+        if identifier not in known:
+            await run_in_threadpool(hub.registry.register_identifier, tenant, identifier, unit)
+    received_us = time.time_ns() // 1000
+
+    def parse() -> list[Envelope]:
+        out: list[Envelope] = []
+        for item in parse_green_button(body, hardware_id=hardware_id):
+            if isinstance(item, GreenButtonMessage):
+                out.append(Envelope(f"green-button:{name}", item.payload, tenant, received_us))
+            else:
+                where = f"green-button:{name}" + (f": {item.where}" if item.where else "")
+                out.append(
+                    Envelope(
+                        where[:300],
+                        item.raw,
+                        tenant,
+                        received_us,
+                        problem=(item.reason, item.detail),
+                    )
+                )
+        return out
+
+    envelopes = await run_in_threadpool(parse)
+    if not envelopes:
+        raise InvalidRequest("the document holds no interval readings")
     return receipt_response(await submit(hub.pipeline, envelopes, hub.settings.confirm_timeout_s))
