@@ -330,9 +330,7 @@ class Pipeline:
                 if tenant not in batch.zones:
                     batch.zones[tenant] = self._registry.tenant(tenant).timezone
                 if item.readings is not None:
-                    device, update = item.device, item.update_state
-                    for identifier, ts, value in item.readings:
-                        cols.append(tenant, device, identifier, ts, value, update)
+                    cols.extend(tenant, item.device, item.readings, item.update_state)
                 elif item.alert is not None:
                     batch.alerts.append(item.alert)
                 elif item.ack is not None:

@@ -41,6 +41,18 @@ class MeasurementColumns:
         self.value.append(value)
         self.update_state.append(update)
 
+    def extend(
+        self, tenant: str, device: str, readings: list[tuple[str, int, float]], update: bool
+    ) -> None:
+        """One device's readings at once (list operations instead of a call per reading)."""
+        n = len(readings)
+        self.tenant.extend([tenant] * n)
+        self.device.extend([device] * n)
+        self.identifier.extend([r[0] for r in readings])
+        self.ts.extend([r[1] for r in readings])
+        self.value.extend([r[2] for r in readings])
+        self.update_state.extend([update] * n)
+
     def __len__(self) -> int:
         return len(self.ts)
 
