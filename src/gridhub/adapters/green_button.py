@@ -51,16 +51,22 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import BinaryIO, Literal, NamedTuple
 
-from gridhub.domain.identifiers import BUILTIN_IDENTIFIERS
+from gridhub.adapters.espi_codes import (
+    ESPI_UNITS,
+    GREEN_BUTTON_CUSTOM_IDENTIFIERS,
+    READING_TYPE_FIELDS,
+    EspiUnit,
+    Series,
+    series_for,
+)
 from gridhub.domain.messages import DeviceMeasurements, MeasurementsRequest, encode
 from gridhub.domain.rejections import RejectReason
-from gridhub.domain.units import unit_factor
 from gridhub.domain.validation import check_hardware_id
 from gridhub.errors import InvalidRequest, RejectedMessage
 
@@ -112,66 +118,10 @@ class GreenButtonRejection(NamedTuple):
 
 GreenButtonItem = GreenButtonMessage | GreenButtonRejection
 
-
-class EspiUnit(NamedTuple):
-    """What one ESPI ``uom`` code feeds; ``{flow}`` is consumed/injected, ``{medium}`` gas/water.
-
-    Amounts (energy, volume) have a ``register`` (Table 2, for cumulative readings) and an
-    ``interval`` identifier (deltas, in the register's unit); their ``rate`` is the mean over the
-    interval. Rates (power) have only ``rate``: the reading itself.
-    """
-
-    symbol: str  # as gridhub's unit table spells it
-    register: str | None
-    interval: str | None
-    rate: str
-
-
-_ACTIVE, _REACTIVE = "electricity.energy.active.{flow}", "electricity.energy.reactive.{flow}"
-_APPARENT, _VOLUME = "electricity.energy.apparent", "{medium}.volume"
-_P, _Q = "electricity.power.active.{flow}.total", "electricity.power.reactive.{flow}.total"
-_S = "electricity.power.apparent.total"
-ESPI_UNITS: Mapping[int, EspiUnit] = {
-    72: EspiUnit("Wh", f"{_ACTIVE}.total", f"{_ACTIVE}.interval", _P),
-    73: EspiUnit("VArh", f"{_REACTIVE}.total", f"{_REACTIVE}.interval", _Q),
-    71: EspiUnit("VAh", f"{_APPARENT}.total", f"{_APPARENT}.interval", _S),
-    38: EspiUnit("W", None, None, _P),
-    63: EspiUnit("VAr", None, None, _Q),
-    61: EspiUnit("VA", None, None, _S),
-    42: EspiUnit("m3", _VOLUME, f"{_VOLUME}.interval", "{medium}.flowrate"),
-    119: EspiUnit("ft3", _VOLUME, f"{_VOLUME}.interval", "{medium}.flowrate"),
-    134: EspiUnit("L", _VOLUME, f"{_VOLUME}.interval", "{medium}.flowrate"),
-    128: EspiUnit("gal", _VOLUME, f"{_VOLUME}.interval", "{medium}.flowrate"),
-}
-_UNMAPPED_UNITS = {169: "therm", 132: "BTU", 31: "J", 0: "none", 29: "V", 5: "A", 33: "Hz"}
-_FLOWS = {None: "consumed", 0: "consumed", 1: "consumed", 19: "injected"}
-_MEDIUM_BY_COMMODITY = {7: "gas", 9: "water"}  # natural gas, potable water
-_MEDIUM_BY_SERVICE = {1: "gas", 2: "water"}  # the UsagePoint's ServiceCategory kind
-_RATE_ACCUMULATIONS = (None, 0, 4, 6, 12)  # none, deltaData, indicating, instantaneous
-_MEAN_QUALIFIERS = (None, 0, 2, 12)  # none, average, normal: not maximum or minimum demand
-
-GREEN_BUTTON_CUSTOM_IDENTIFIERS: tuple[tuple[str, str], ...] = tuple(
-    sorted(
-        {
-            (name, BUILTIN_IDENTIFIERS[unit.register.format(flow=flow, medium=medium)].unit)
-            for unit in ESPI_UNITS.values()
-            if unit.register is not None and unit.interval is not None
-            for flow in ("consumed", "injected")
-            for medium in ("gas", "water")
-            if (name := unit.interval.format(flow=flow, medium=medium)) not in BUILTIN_IDENTIFIERS
-        }
-    )
-)
-"""(name, unit) of the identifiers beyond Table 2 this import produces: register them per tenant."""
-
 _INT_RE = re.compile(r"[+-]?\d{1,18}", re.ASCII)
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
 _MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
 _MAX_DURATION = 366 * 86_400
-_TYPE_FIELDS = (
-    *("uom", "powerOfTenMultiplier", "flowDirection", "accumulationBehaviour"),
-    *("commodity", "dataQualifier"),
-)
 
 
 def _local(tag: str) -> str:
@@ -186,9 +136,9 @@ def _text(element: ET.Element, name: str) -> str | None:
 
 
 def _reading_type(element: ET.Element) -> dict[str, int | None] | str:
-    """The ReadingType fields that decide the series, or what is wrong with them."""
+    """The ReadingType fields that decide the series (see ``espi_codes``), or what is wrong."""
     values: dict[str, int | None] = {}
-    for name in _TYPE_FIELDS:
+    for name in READING_TYPE_FIELDS:
         text = _text(element, name)
         if text is not None and not _INT_RE.fullmatch(text):
             return f"ReadingType {name} {text[:32]!r} is not an integer"
@@ -196,62 +146,6 @@ def _reading_type(element: ET.Element) -> dict[str, int | None] | str:
     if abs(values["powerOfTenMultiplier"] or 0) > 24:
         return f"ReadingType powerOfTenMultiplier {values['powerOfTenMultiplier']} is out of range"
     return values
-
-
-@dataclass(frozen=True, slots=True)
-class _Series:
-    mode: Literal["delta", "register", "rate"]
-    identifier: str  # the interval amount, the register or the rate
-    rate: str | None  # deltas: the mean rate over the interval
-    factor: Decimal  # value in the file × factor = value in the identifier's unit
-
-
-def _unmapped(detail: str) -> RejectedMessage:
-    return RejectedMessage(RejectReason.UNKNOWN_IDENTIFIER, detail)
-
-
-def _series(kind: dict[str, int | None], service_kind: int | None) -> _Series:
-    """The series a reading type feeds; :class:`RejectedMessage` says why there is none."""
-    code, flow_code = kind["uom"], kind["flowDirection"]
-    accumulation, commodity = kind["accumulationBehaviour"], kind["commodity"]
-    unit = None if code is None else ESPI_UNITS.get(code)
-    if unit is None:
-        name = f" ({_UNMAPPED_UNITS[code]})" if code in _UNMAPPED_UNITS else ""
-        raise _unmapped(f"uom {code}{name} has no gridhub series" if code is not None else "no uom")
-    flow = _FLOWS.get(flow_code)
-    if flow is None or (flow != "consumed" and "{flow}" not in unit.rate):
-        raise _unmapped(
-            f"flowDirection {flow_code}{' (net)' if flow_code == 4 else ''} of {unit.symbol} has "
-            "no gridhub series; forward (1) and reverse (19) readings do"
-        )
-    medium = _MEDIUM_BY_COMMODITY.get(commodity or -1)
-    if medium is None and not commodity:
-        medium = _MEDIUM_BY_SERVICE.get(service_kind or -1)
-    if medium is None and "{medium}" in unit.rate:
-        raise _unmapped(f"{unit.symbol} of commodity {commodity}: only gas (7), water (9) map")
-    rate = unit.rate.format(flow=flow, medium=medium)
-    scale = Decimal(10) ** (kind["powerOfTenMultiplier"] or 0)
-    if unit.register is None or unit.interval is None:
-        if accumulation not in _RATE_ACCUMULATIONS or kind["dataQualifier"] not in _MEAN_QUALIFIERS:
-            raise _unmapped(
-                f"{unit.symbol} with accumulationBehaviour {accumulation}, dataQualifier "
-                f"{kind['dataQualifier']}: not a mean or instantaneous {unit.symbol}"
-            )
-        return _Series("rate", rate, None, scale * unit_factor(unit.symbol, _unit_of(rate)))
-    register = unit.register.format(flow=flow, medium=medium)
-    factor = scale * unit_factor(unit.symbol, _unit_of(register))
-    if accumulation == 4:  # deltaData
-        return _Series("delta", unit.interval.format(flow=flow, medium=medium), rate, factor)
-    if accumulation in (1, 3):  # bulkQuantity, cumulative
-        return _Series("register", register, None, factor)
-    raise _unmapped(
-        f"{unit.symbol} with accumulationBehaviour {accumulation}: only deltaData (4) and "
-        "bulkQuantity or cumulative (1, 3) readings map"
-    )
-
-
-def _unit_of(identifier: str) -> str:
-    return BUILTIN_IDENTIFIERS[identifier].unit
 
 
 # --- readings ------------------------------------------------------------------------------------
@@ -271,7 +165,7 @@ def _finite(amount: Decimal, identifier: str) -> float:
     return value
 
 
-def _measurements(element: ET.Element, series: _Series) -> tuple[int, dict[str, float]]:
+def _measurements(element: ET.Element, series: Series) -> tuple[int, dict[str, float]]:
     """(epoch second the values are stamped at, values) of one reading, or RejectedMessage."""
     period = next((child for child in element if _local(child.tag) == "timePeriod"), None)
     if period is None:
@@ -337,7 +231,7 @@ class _Entry:
     readings: int = 0
     closed: bool = False
     # an IntervalBlock's series and device, or why it has none; None while its type is unknown
-    outcome: tuple[_Series, str] | RejectedMessage | None = None
+    outcome: tuple[Series, str] | RejectedMessage | None = None
 
     def ids(self, *rels: str) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -473,7 +367,7 @@ class _Import:
             GreenButtonRejection("rejected", where, data, outcome.reason, outcome.detail)
         )
 
-    def _resolve(self, entry: _Entry, final: bool) -> tuple[_Series, str] | RejectedMessage | None:
+    def _resolve(self, entry: _Entry, final: bool) -> tuple[Series, str] | RejectedMessage | None:
         """The block's series and device, or its refusal; None if its type may still come."""
         ids = entry.ids("self", "up")
         meter_reading, usage_point = ids.get("MeterReading"), ids.get("UsagePoint")
@@ -493,7 +387,7 @@ class _Import:
                 raise RejectedMessage(RejectReason.INVALID_MESSAGE, f"no {missing}: unit unknown")
             if isinstance(kind, str):
                 raise RejectedMessage(RejectReason.INVALID_MESSAGE, kind)
-            series = _series(kind, self._service_kinds.get(usage_point or ""))
+            series = series_for(kind, self._service_kinds.get(usage_point or ""))
             entry.outcome = (series, self._device(usage_point))
         except RejectedMessage as exc:
             entry.outcome = exc

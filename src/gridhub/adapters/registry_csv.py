@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
-from gridhub.adapters.csv_history import (
+from gridhub.adapters.csv_lines import (
     MAX_LINE_BYTES,
     CsvLine,
     LineSplitter,

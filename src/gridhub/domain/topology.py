@@ -12,21 +12,22 @@ this meter (G1, G4, G9), which meters are below this node (G1, G4, G7), what lie
 sensors (G2, G3), is the grid radial with these switch states (G6) — and they are breadth-first
 walks from the *supply roots* (nodes with an in-service source; without sources, the primary
 substations, else the secondary ones) over *conducting* branches (in service, both nodes in
-service, every switch on them closed). On a meshed grid they still answer (paths of fewest hops)
-and :meth:`Topology.loop_branches` names the branches closing loops (``grid.topology_graph``
-explains them). Structural faults (duplicate ids, unknown nodes, non-finite numbers) raise
-:class:`~gridhub.errors.InvalidRequest`: nothing can be answered on such a model.
+service, every switch on them closed; the walk itself is :mod:`gridhub.domain.topology_walk`).
+On a meshed grid they still answer (paths of fewest hops) and :meth:`Topology.loop_branches`
+names the branches closing loops (``grid.topology_graph`` explains them). Structural faults
+(duplicate ids, unknown nodes, non-finite numbers) raise :class:`~gridhub.errors.InvalidRequest`:
+nothing can be answered on such a model.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
+from gridhub.domain.topology_walk import Walk, walk
 from gridhub.domain.validation import ID_PATTERN
 from gridhub.errors import InvalidRequest, NotFound
 
@@ -255,17 +256,6 @@ class SupplyPath:
     primary_substation: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Walk:
-    """The breadth-first walk from the supply roots over conducting branches."""
-
-    roots: tuple[str, ...]
-    parent: dict[str, tuple[str, str]]  # node -> (parent node, branch id)
-    children: dict[str, list[str]]
-    depth: dict[str, int]
-    chords: list[tuple[str, str, str]]  # (branch id, node, node): branches closing loops
-
-
 @dataclass(frozen=True)
 class Topology:
     """A grid: its elements, validated together, and the queries services need."""
@@ -284,7 +274,7 @@ class Topology:
     sn_mva: float = 1.0
     _node: dict[str, Node] = field(init=False, repr=False, compare=False)
     _attached: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
-    _walk: _Walk = field(init=False, repr=False, compare=False)
+    _walk: Walk = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_num("f_hz", self.f_hz, low=0.0, above=True)
@@ -352,44 +342,25 @@ class Topology:
                 )
         return problems
 
-    def _build_walk(self) -> _Walk:
+    def _build_walk(self) -> Walk:
+        """Which nodes and branches conduct and where supply starts; ``topology_walk`` walks."""
         live = {node.id for node in self.nodes if node.in_service}
         node_switches = [s for s in self.switches if s.target_kind is SwitchTarget.NODE]
         on_branches = [s for s in self.switches if s.target_kind is not SwitchTarget.NODE]
         shut = {s.target for s in on_branches if not s.closed}  # line and trafo ids are unique
-        adjacency: dict[str, list[tuple[str, str]]] = {node_id: [] for node_id in live}
         branches = [(ln.id, ln.from_node, ln.to_node, ln.in_service) for ln in self.lines]
         branches += [(t.id, t.hv_node, t.lv_node, t.in_service) for t in self.transformers]
         branches += [(s.id, s.node, s.target, s.closed) for s in node_switches]
-        for branch_id, a, b, on in branches:
-            if on and branch_id not in shut and a in live and b in live:
-                adjacency[a].append((b, branch_id))
-                adjacency[b].append((a, branch_id))
+        conducting = [
+            (branch_id, a, b)
+            for branch_id, a, b, on in branches
+            if on and branch_id not in shut and a in live and b in live
+        ]
         roots = [s.node for s in self.sources if s.in_service and s.node in live]
         for kind in (NodeKind.PRIMARY_SUBSTATION, NodeKind.SECONDARY_SUBSTATION):
             if not roots:
                 roots = [n.id for n in self.nodes if n.kind is kind and n.id in live]
-        roots = list(dict.fromkeys(roots))
-        parent: dict[str, tuple[str, str]] = {}
-        children: dict[str, list[str]] = {node_id: [] for node_id in live}
-        depth = dict.fromkeys(roots, 0)
-        chords: list[tuple[str, str, str]] = []
-        used: set[str] = set()
-        queue = deque(roots)
-        while queue:
-            here = queue.popleft()
-            for there, branch_id in adjacency[here]:
-                if branch_id in used:
-                    continue
-                used.add(branch_id)
-                if there in depth:
-                    chords.append((branch_id, here, there))
-                    continue
-                parent[there] = (here, branch_id)
-                children[here].append(there)
-                depth[there] = depth[here] + 1
-                queue.append(there)
-        return _Walk(tuple(roots), parent, children, depth, chords)
+        return walk(live, conducting, roots)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -432,15 +403,12 @@ class Topology:
         included), the first LV feeder, secondary substation, MV feeder and primary substation.
         An unsupplied node's path is just the node."""
         self.node(node_id)
-        nodes, edges = [node_id], []
-        while (up := self._walk.parent.get(nodes[-1])) is not None:
-            nodes.append(up[0])
-            edges.append(up[1])
+        nodes, edges = self._walk.path_up(node_id)
         first: dict[NodeKind, str] = {}
         for step in nodes:
             first.setdefault(self._node[step].kind, step)
         return SupplyPath(
-            node_id, tuple(nodes), tuple(edges),
+            node_id, nodes, edges,
             lv_feeder=first.get(NodeKind.LV_FEEDER),
             secondary_substation=first.get(NodeKind.SECONDARY_SUBSTATION),
             mv_feeder=first.get(NodeKind.MV_FEEDER),
@@ -477,12 +445,7 @@ class Topology:
     def downstream(self, node_id: str) -> tuple[str, ...]:
         """``node_id`` and every node fed through it, in breadth-first order."""
         self.node(node_id)
-        found, queue = [node_id], deque([node_id])
-        while queue:
-            for child in self._walk.children.get(queue.popleft(), ()):
-                found.append(child)
-                queue.append(child)
-        return tuple(found)
+        return self._walk.below(node_id)
 
     def connection_points_downstream(self, node_id: str) -> tuple[str, ...]:
         below = self.downstream(node_id)
