@@ -9,8 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from gridhub.cli.server import ApiServer
 from gridhub.errors import StoreRejected, StoreUnavailable
 from gridhub.hub import Hub, build_hub
 from gridhub.ingest.pipeline import Receipt
@@ -23,11 +25,13 @@ P = "electricity.power.active.consumed.total"
 
 
 def envelope(value: float, minute: int) -> Envelope:
-    raw = json.dumps({
-        "hardwareId": "hh001-meter", "type": "DeviceMeasurements",
-        "request": {"measurements": {P: value},
-                    "eventDate": f"2026-11-20T10:{minute:02d}:00Z"},
-    }).encode()  # fmt: skip
+    raw = json.dumps(
+        {
+            "hardwareId": "hh001-meter",
+            "type": "DeviceMeasurements",
+            "request": {"measurements": {P: value}, "eventDate": f"2026-11-20T10:{minute:02d}:00Z"},
+        }
+    ).encode()
     return Envelope("test", raw, "linear", time.time_ns() // 1000)
 
 
@@ -103,3 +107,33 @@ def test_stopping_with_the_store_down_confirms_nothing(hub: Hub) -> None:
     wait_for(lambda: hub.pipeline.metrics.store_errors >= 1)
     hub.pipeline.stop()
     assert len(results) == 1 and isinstance(results[0].error, StoreUnavailable)
+
+
+def test_fault_injection_route_is_off_unless_enabled(tmp_path: Path) -> None:
+    for enabled in (False, True):
+        hub = build_hub(make_settings(tmp_path / str(enabled), fault_injection=enabled))
+        tenant_token = seed_tenant(hub)
+        admin = hub.ensure_admin_token()
+        hub.start(mqtt=False)
+        server = ApiServer(hub, "127.0.0.1", 0)
+        server.start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                url = "/api/v1/faults/store-outage?seconds=1"
+                as_admin = client.post(url, headers={"Authorization": f"Bearer {admin}"})
+                if not enabled:
+                    assert as_admin.status_code == 404
+                    continue
+                tenant = {"Authorization": f"Bearer {tenant_token}"}
+                assert client.post(url, headers=tenant).status_code == 403
+                assert as_admin.status_code == 200
+                started = time.monotonic()
+                sent = client.post(
+                    "/api/v1/tenants/linear/events", headers=tenant, content=envelope(5.0, 5).raw
+                )
+                assert sent.status_code == 200  # confirmed once the outage is over
+                assert time.monotonic() - started > 0.5
+                assert hub.pipeline.metrics.store_errors >= 1
+        finally:
+            server.stop()
+            hub.stop()

@@ -149,6 +149,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.store_healthy = True
+        self._store_down_until = 0.0  # fault injection (S3): writes fail until then
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -288,11 +289,17 @@ class Pipeline:
             except Exception:  # a failing callback must not stop the writer
                 log.exception("ingest confirmation callback failed")
 
+    def simulate_store_outage(self, seconds: float) -> None:
+        """Fault injection (S3): every store write fails for ``seconds``, as in a real outage."""
+        self._store_down_until = time.monotonic() + seconds
+
     def _commit(self, batch: WriteBatch) -> WriteResult:
         """Write a batch, retrying with backoff while the store is unavailable."""
         backoff = 0.1
         while True:
             try:
+                if time.monotonic() < self._store_down_until:
+                    raise StoreUnavailable("store outage (fault injection)")
                 result = self._store.write(batch)
                 self.store_healthy = True
                 return result
