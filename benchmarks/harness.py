@@ -21,6 +21,7 @@ from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.hub import build_hub
 
 ROOT = Path(__file__).resolve().parent.parent
+CMD = "make bench  (python benchmarks/run.py)"
 
 
 def free_port() -> int:
@@ -42,16 +43,27 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
 
 
-def prepare_data_dir(data_dir: Path, tenant: str, devices: int) -> str:
-    """Create tenant, sites and devices; return a tenant token. Runs before the hub starts."""
+def prepare_data_dir(
+    data_dir: Path,
+    tenant: str,
+    devices: int,
+    *,
+    extra_devices: tuple[str, ...] = (),
+    admin_token_file: Path | None = None,
+) -> str:
+    """Create tenant, sites and devices; return a tenant token. Runs before the hub starts.
+
+    With ``admin_token_file``, an installation admin token is created and written there.
+    """
     hub = build_hub(Settings(data_dir=data_dir))
     try:
         hub.registry.create_tenant(Tenant(tenant, tenant, "Europe/Brussels"))
         hub.registry.register_sites([Site(tenant, "s1")])
-        hub.registry.register_devices(
-            [Device(tenant, f"m{i:05d}", "smart-meter", "s1") for i in range(devices)]
-        )
+        ids = [f"m{i:05d}" for i in range(devices)] + list(extra_devices)
+        hub.registry.register_devices([Device(tenant, hw, "smart-meter", "s1") for hw in ids])
         _record, secret = hub.tokens.create(tenant, "admin", "bench")
+        if admin_token_file is not None:
+            admin_token_file.write_text(hub.tokens.create(None, "admin", "bench admin")[1])
         return secret
     finally:
         hub.db.close()
@@ -64,6 +76,7 @@ class HubProcess:
     data_dir: Path
     mqtt_url: str | None = None
     port: int = 0
+    env: dict[str, str] | None = None
 
     def __enter__(self) -> HubProcess:
         self.port = free_port()
@@ -82,9 +95,10 @@ class HubProcess:
         if self.mqtt_url:
             args += ["--mqtt-url", self.mqtt_url]
         env = dict(os.environ, GRIDHUB_MQTT_CLIENT_ID=f"gridhub-bench-{uuid.uuid4().hex[:8]}")
-        self.proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        env.update(self.env or {})
+        self.log = self.data_dir / "hub.log"  # a file, not a pipe nobody reads (it would fill)
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -93,8 +107,7 @@ class HubProcess:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"hub did not start:\n{out}")
+                raise RuntimeError(f"hub did not start:\n{self.log.read_text()[-4000:]}")
             time.sleep(0.1)
 
     @property

@@ -24,9 +24,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_decode  # noqa: E402
+import latency  # noqa: E402
 from gridhub.storage.base import WriteBatch  # noqa: E402
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore  # noqa: E402
 from harness import (  # noqa: E402
+    CMD,
     ROOT,
     HubProcess,
     PrivateMosquitto,
@@ -34,33 +36,9 @@ from harness import (  # noqa: E402
     machine,
     prepare_data_dir,
 )
+from load import T0_US, message, publish_all  # noqa: E402
 
 P = "electricity.power.active.consumed.total"
-METER_IDS = [
-    "electricity.power.active.consumed.l1",
-    "electricity.power.active.consumed.l2",
-    "electricity.power.active.consumed.l3",
-    "electricity.power.active.consumed.total",
-    "electricity.power.active.injected.total",
-    "electricity.voltage.rms.l1",
-    "electricity.voltage.rms.l2",
-    "electricity.voltage.rms.l3",
-    "electricity.energy.active.consumed.total",
-    "electricity.frequency",
-]
-T0_US = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1_000_000)
-CMD = "make bench  (python benchmarks/run.py)"
-
-
-def message(device: int, tick: int, readings: int) -> bytes:
-    ts = datetime.fromtimestamp(T0_US / 1e6 + tick * 900, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    values = ",".join(
-        f'"{METER_IDS[k]}":{(device * 7 + tick + k) % 1000 / 10}' for k in range(readings)
-    )
-    return (
-        f'{{"hardwareId":"m{device:05d}","type":"DeviceMeasurements","request":'
-        f'{{"measurements":{{{values}}},"eventDate":"{ts}"}}}}'
-    ).encode()
 
 
 def bench_store(rows: int, batch: int) -> float:
@@ -120,22 +98,6 @@ def bench_http(data_dir: Path, token: str, devices: int, seconds: float) -> floa
     return sent[0] / elapsed
 
 
-def _publish(url: str, count: int, readings: int, devices: int, ready: mp.Event) -> None:
-    """A device fleet in one process: QoS 1, a window of 1,000 messages awaiting PUBACK."""
-    from gridhub.sim.transport import MqttPublisher
-
-    items = [
-        (f"m{i % devices:05d}", message(i % devices, i // devices, readings)) for i in range(count)
-    ]
-    publisher = MqttPublisher(url, "bench", max_inflight=1000, timeout_s=600)
-    ready.set()
-    try:
-        for start in range(0, count, 10_000):
-            publisher.publish(items[start : start + 10_000])
-    finally:
-        publisher.close()
-
-
 def bench_bare_pipe(workdir: Path, count: int, devices: int) -> float:
     """The limit: a bare paho subscriber (MQTT 5, QoS 1) that only counts, same publisher."""
     import threading as _threading
@@ -162,7 +124,7 @@ def bench_bare_pipe(workdir: Path, count: int, devices: int) -> float:
         sub.subscribe("gridhub/+/+/events", qos=1)
         subscribed.wait(10)
         ready = mp.Event()
-        proc = mp.Process(target=_publish, args=(broker.url, count, 1, devices, ready))
+        proc = mp.Process(target=publish_all, args=(broker.url, count, 1, devices, ready))
         proc.start()
         ready.wait(120)
         started = time.perf_counter()
@@ -179,7 +141,7 @@ def bench_mqtt(data_dir: Path, count: int, readings: int, devices: int) -> tuple
     with PrivateMosquitto(data_dir) as broker, HubProcess(data_dir, mqtt_url=broker.url) as hub:
         before = hub.metric("stored_readings_total")
         ready = mp.Event()
-        proc = mp.Process(target=_publish, args=(broker.url, count, readings, devices, ready))
+        proc = mp.Process(target=publish_all, args=(broker.url, count, readings, devices, ready))
         proc.start()
         ready.wait(120)
         started = time.perf_counter()
@@ -285,6 +247,8 @@ def main() -> int:
                 )
 
     single = results["mqtt_qos1_single_msgs_per_s"]["value"]
+    with tempfile.TemporaryDirectory() as tmp:
+        latency.run(results, max_rate=float(single), quick=q, workdir=Path(tmp))  # type: ignore[arg-type]
     results["mqtt_qos1_single_pct_of_bare_pipe"] = figure(
         100.0 * float(single) / bare,  # type: ignore[arg-type]
         "%",
