@@ -22,6 +22,7 @@ from gridhub.storage.base import (
     SeriesQuery,
     Store,
     WriteBatch,
+    WriteResult,
 )
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 
@@ -36,10 +37,29 @@ def _duckdb(tmp_path: Path) -> Store:
 BACKENDS: dict[str, Callable[[Path], Store]] = {"duckdb": _duckdb}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+class _MergingStore:
+    """A store whose rollups are merged after every write: reads must not care when."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        result = self._inner.write(batch)
+        self._inner.merge_rollups()
+        return result
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture(
+    params=[(b, m) for b in sorted(BACKENDS) for m in ("deferred", "merged")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = BACKENDS[request.param](tmp_path)
-    yield s
+    backend, mode = request.param
+    s = BACKENDS[backend](tmp_path)
+    yield s if mode == "deferred" else _MergingStore(s)  # type: ignore[misc]
     s.close()
 
 
@@ -203,8 +223,10 @@ def test_dead_letters_keep_raw_bytes(store: Store) -> None:
 def test_rollups_merge_batches_in_any_order(store: Store) -> None:
     """first/last/min/max of a bucket fed by several batches, older and newer ones mixed."""
     t0 = utc(2026, 11, 20, 10)
-    rows = [("t1", "d1", P, t0 + timedelta(minutes=m), float(v))
-            for m, v in ((5, 7), (0, 3), (10, 9), (2, -1), (14, 4))]  # fmt: skip
+    rows = [
+        ("t1", "d1", P, t0 + timedelta(minutes=m), float(v))
+        for m, v in ((5, 7), (0, 3), (10, 9), (2, -1), (14, 4))
+    ]
     for row in rows:  # one batch each, in the order above
         store.write(batch_of([row]))
     end = t0 + timedelta(minutes=15)
@@ -252,3 +274,31 @@ def test_alerts_and_acks_are_not_stored_twice(store: Store) -> None:
     again = store.write(WriteBatch(alerts=[alert], acks=[ack]))
     assert (first.alerts, first.acks, again.alerts, again.acks) == (1, 1, 0, 0)
     assert len(store.alerts(AlertQuery("t1"))) == 1
+
+
+def test_merging_rollups_changes_no_answer(store: Store) -> None:
+    rng = random.Random(3)
+    t0 = utc(2026, 11, 20, 0)
+    rows = [
+        ("t1", "d1", P, t0 + timedelta(seconds=s), rng.uniform(0, 9))
+        for s in rng.sample(range(0, 2 * 86400), 500)
+    ]
+    start, end = utc(2026, 11, 19), utc(2026, 11, 23)
+    answers = []
+    for chunk in range(5):
+        store.write(batch_of(rows[chunk * 100 : (chunk + 1) * 100]))
+        if chunk % 2:
+            store.merge_rollups()
+    for _ in range(2):
+        answers.append(
+            [
+                q(store, start, end, res, fn)
+                for res in (Resolution.QUARTER_HOUR, Resolution.HOUR, Resolution.DAY)
+                for fn in Function
+            ]
+        )
+        store.merge_rollups()
+    for before, after in zip(answers[0], answers[1], strict=True):
+        assert [ts for ts, _ in before] == [ts for ts, _ in after]
+        assert [v for _, v in before] == pytest.approx([v for _, v in after], rel=1e-12)
+    assert store.merge_rollups() == 0  # nothing left pending

@@ -706,13 +706,23 @@ def read_store(db_path: Path) -> StoreContents:
                        count(*) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi
                 FROM measurements GROUP BY ALL
             ), roll AS (
-                SELECT tenant, device, identifier, bucket, sum(count) AS n, sum(sum) AS s,
-                       min(min) AS lo, max(max) AS hi, count(*) AS entries
-                FROM rollup_15m GROUP BY ALL
+                -- the merged rollup rows, plus the readings stored but not merged yet
+                SELECT tenant, device, identifier, bucket, sum(n) AS n, sum(s) AS s,
+                       min(lo) AS lo, max(hi) AS hi, sum(entries) AS entries
+                FROM (
+                    SELECT tenant, device, identifier, bucket, count AS n, sum AS s,
+                           min AS lo, max AS hi, 1 AS entries
+                    FROM rollup_15m
+                    UNION ALL
+                    SELECT tenant, device, identifier,
+                           time_bucket(INTERVAL '15 minutes', ts) AS bucket, count(*), sum(value),
+                           min(value), max(value), 0
+                    FROM rollup_pending GROUP BY ALL
+                ) GROUP BY ALL
             )
             SELECT tenant, device, identifier, bucket::VARCHAR, raw.n, roll.n, roll.entries
             FROM raw FULL OUTER JOIN roll USING (tenant, device, identifier, bucket)
-            WHERE raw.n IS DISTINCT FROM roll.n OR roll.entries <> 1
+            WHERE raw.n IS DISTINCT FROM roll.n OR roll.entries > 1
                OR abs(raw.s - roll.s) > 1e-6 * (1 + abs(raw.s))
                OR raw.lo <> roll.lo OR raw.hi <> roll.hi
             LIMIT 20
@@ -725,8 +735,12 @@ def read_store(db_path: Path) -> StoreContents:
                 f"""
                 WITH raw AS (SELECT tenant, device, identifier, count(*) AS n
                              FROM measurements GROUP BY ALL),
-                     roll AS (SELECT tenant, device, identifier, sum(count) AS n
-                              FROM {table} GROUP BY ALL)
+                     roll AS (SELECT tenant, device, identifier, sum(n) AS n FROM (
+                                  SELECT tenant, device, identifier, count AS n FROM {table}
+                                  UNION ALL
+                                  SELECT tenant, device, identifier, count(*) FROM rollup_pending
+                                  GROUP BY ALL
+                              ) GROUP BY ALL)
                 SELECT tenant, device, identifier, raw.n, roll.n
                 FROM raw FULL OUTER JOIN roll USING (tenant, device, identifier)
                 WHERE raw.n IS DISTINCT FROM roll.n LIMIT 20

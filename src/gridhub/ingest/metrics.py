@@ -17,10 +17,13 @@ class IngestMetrics:
     alerts_stored: int = 0
     acks_stored: int = 0
     batches: int = 0
+    rollup_merges: int = 0
+    rollup_merged_readings: int = 0
     store_errors: int = 0
     overloaded: int = 0
     last_batch_rows: int = 0
     last_batch_seconds: float = 0.0
+    last_merge_seconds: float = 0.0
     buffer_rows: int = 0
     buffer_capacity: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -32,7 +35,13 @@ class IngestMetrics:
 
     def render(self) -> str:
         lines: list[str] = []
-        gauges = {"last_batch_rows", "last_batch_seconds", "buffer_rows", "buffer_capacity"}
+        gauges = {
+            "last_batch_rows",
+            "last_batch_seconds",
+            "last_merge_seconds",
+            "buffer_rows",
+            "buffer_capacity",
+        }
         for f in fields(self):
             if f.name.startswith("_"):
                 continue

@@ -180,8 +180,17 @@ class Store(Protocol):
     def write(self, batch: WriteBatch) -> WriteResult:
         """Write a batch in one transaction; drop readings whose key is already stored.
 
-        The key of a reading is (tenant, device, identifier, ts). Rollups are updated in the
-        same transaction, so a committed batch is immediately queryable at every resolution.
+        The key of a reading is (tenant, device, identifier, ts). A committed batch is
+        immediately queryable at every resolution (see :meth:`merge_rollups`).
+        """
+        ...
+
+    def merge_rollups(self) -> int:
+        """Fold readings written since the last call into the rollups; return how many.
+
+        ``write`` makes readings durable and queryable at every resolution at once; the
+        rollup tables themselves are brought up to date here, in a separate transaction, so
+        that confirming a message does not wait for the rollup arithmetic.
         """
         ...
 

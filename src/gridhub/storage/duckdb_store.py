@@ -50,10 +50,12 @@ _STAGING_SCHEMA = pa.schema(
         ("seq", pa.int64()),
     ]
 )
+# bucket of a pending reading: quarter-hours in UTC (every zone's offset is a multiple of 15 min),
+# hours and days in the tenant's zone, kept with each pending reading
 _BUCKET_SQL = {
     Resolution.QUARTER_HOUR: "time_bucket(INTERVAL '15 minutes', ts)",
-    Resolution.HOUR: "time_bucket(INTERVAL '1 hour', ts, $zone)",
-    Resolution.DAY: "time_bucket(INTERVAL '1 day', ts, $zone)",
+    Resolution.HOUR: "time_bucket(INTERVAL '1 hour', ts, zone)",
+    Resolution.DAY: "time_bucket(INTERVAL '1 day', ts, zone)",
 }
 _BUCKET_SPAN = {
     Resolution.QUARTER_HOUR: timedelta(minutes=15),
@@ -196,7 +198,17 @@ class DuckDBStore:
                 "INSERT INTO measurements SELECT tenant, device, identifier, ts, value FROM fresh"
             )
             if stored:
-                self._merge_rollups(cur, batch.zones, lo, hi)
+                zones = pa.table(
+                    {"tenant": list(batch.zones), "zone": list(batch.zones.values())}
+                )
+                cur.register("zones", zones)
+                try:
+                    cur.execute(
+                        "INSERT INTO rollup_pending SELECT f.tenant, f.device, f.identifier,"
+                        " f.ts, f.value, z.zone FROM fresh f JOIN zones z USING (tenant)"
+                    )
+                finally:
+                    cur.unregister("zones")
             cur.execute(
                 """
                 INSERT INTO state
@@ -211,63 +223,74 @@ class DuckDBStore:
             cur.unregister("staging")
         return stored, len(cols) - stored
 
-    def _merge_rollups(
-        self, cur: duckdb.DuckDBPyConnection, zones: dict[str, str], lo: datetime, hi: datetime
+    def merge_rollups(self) -> int:
+        """Merge the readings stored since the last call into the rollups; return how many.
+
+        Runs in its own transaction, after the readings were confirmed: the partial aggregates
+        of everything pending are merged into ``rollup_15m``, ``rollup_1h`` and ``rollup_1d``
+        (``MERGE INTO`` restricted to the pending span: zone maps prune the rest), and the
+        pending rows are deleted in the same commit. Until then, reads add the pending readings
+        on the fly, so answers are exact either way; after a crash the merge simply happens on
+        the next call.
+        """
+        with self._db.write_lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN")
+                rows, lo, hi = cur.execute(
+                    "SELECT count(*), min(ts), max(ts) FROM rollup_pending"
+                ).fetchall()[0]
+                if rows:
+                    for resolution in ROLLUP_RESOLUTIONS:
+                        self._merge_into(cur, resolution, lo, hi)
+                    cur.execute("DELETE FROM rollup_pending")
+                cur.execute("COMMIT")
+            except Exception as exc:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                if isinstance(exc, _TRANSIENT):
+                    raise StoreUnavailable(f"DuckDB rollup merge failed: {exc}") from exc
+                raise StoreRejected(f"DuckDB refused the rollup merge: {exc}") from exc
+        return int(rows)
+
+    @staticmethod
+    def _merge_into(
+        cur: duckdb.DuckDBPyConnection, resolution: Resolution, lo: datetime, hi: datetime
     ) -> None:
-        """Merge the new rows' partial aggregates into each rollup table."""
-        tenants_by_zone: dict[str, list[str]] = {}
-        for tenant, zone in zones.items():
-            tenants_by_zone.setdefault(zone, []).append(tenant)
-        for resolution in ROLLUP_RESOLUTIONS:
-            table = resolution.rollup_table
-            bucket = _BUCKET_SQL[resolution]
-            groups: list[tuple[str, list[str] | None]] = (
-                [("UTC", None)]
-                if resolution is Resolution.QUARTER_HOUR
-                else list(tenants_by_zone.items())
-            )
-            for zone, tenants in groups:
-                where = "" if tenants is None else "WHERE list_contains($tenants, tenant)"
-                params: dict[str, object] = {}
-                if "$zone" in bucket:
-                    params["zone"] = zone
-                if tenants is not None:
-                    params["tenants"] = tenants
-                # A bucket starts at most one bucket width (a DST day: 25 h) before its
-                # readings: a constant span that lets DuckDB prune the rollup table by zone
-                # map instead of scanning it.
-                params["lo"] = lo - _BUCKET_SPAN[resolution]
-                params["hi"] = hi
-                cur.execute(
-                    f"""
-                    MERGE INTO {table} r
-                    USING (
-                        SELECT tenant, device, identifier, {bucket} AS bucket,
-                               count(*) AS count, sum(value) AS sum, min(value) AS min,
-                               max(value) AS max, min(ts) AS first_ts,
-                               arg_min(value, ts) AS first, max(ts) AS last_ts,
-                               arg_max(value, ts) AS last
-                        FROM fresh {where}
-                        GROUP BY ALL
-                    ) p
-                    ON r.bucket BETWEEN $lo AND $hi AND r.bucket = p.bucket
-                       AND r.tenant = p.tenant AND r.device = p.device
-                       AND r.identifier = p.identifier
-                    WHEN MATCHED THEN UPDATE SET
-                        count = r.count + p.count,
-                        sum = r.sum + p.sum,
-                        min = least(r.min, p.min),
-                        max = greatest(r.max, p.max),
-                        first = CASE WHEN p.first_ts < r.first_ts THEN p.first ELSE r.first END,
-                        first_ts = least(r.first_ts, p.first_ts),
-                        last = CASE WHEN p.last_ts > r.last_ts THEN p.last ELSE r.last END,
-                        last_ts = greatest(r.last_ts, p.last_ts)
-                    WHEN NOT MATCHED THEN INSERT VALUES (
-                        p.tenant, p.device, p.identifier, p.bucket, p.count, p.sum, p.min,
-                        p.max, p.first_ts, p.first, p.last_ts, p.last)
-                    """,
-                    params,
-                )
+        table = resolution.rollup_table
+        # A bucket starts at most one bucket width (a DST day: 25 h) before its readings: a
+        # constant span that lets DuckDB prune the rollup table by zone map, not scan it.
+        params = {"lo": lo - _BUCKET_SPAN[resolution], "hi": hi}
+        cur.execute(
+            f"""
+            MERGE INTO {table} r
+            USING (
+                SELECT tenant, device, identifier, {_BUCKET_SQL[resolution]} AS bucket,
+                       count(*) AS count, sum(value) AS sum, min(value) AS min,
+                       max(value) AS max, min(ts) AS first_ts, arg_min(value, ts) AS first,
+                       max(ts) AS last_ts, arg_max(value, ts) AS last
+                FROM rollup_pending
+                GROUP BY ALL
+            ) p
+            ON r.bucket BETWEEN $lo AND $hi AND r.bucket = p.bucket
+               AND r.tenant = p.tenant AND r.device = p.device AND r.identifier = p.identifier
+            WHEN MATCHED THEN UPDATE SET
+                count = r.count + p.count,
+                sum = r.sum + p.sum,
+                min = least(r.min, p.min),
+                max = greatest(r.max, p.max),
+                first = CASE WHEN p.first_ts < r.first_ts THEN p.first ELSE r.first END,
+                first_ts = least(r.first_ts, p.first_ts),
+                last = CASE WHEN p.last_ts > r.last_ts THEN p.last ELSE r.last END,
+                last_ts = greatest(r.last_ts, p.last_ts)
+            WHEN NOT MATCHED THEN INSERT VALUES (
+                p.tenant, p.device, p.identifier, p.bucket, p.count, p.sum, p.min, p.max,
+                p.first_ts, p.first, p.last_ts, p.last)
+            """,
+            params,
+        )
 
     def _write_events(
         self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch
@@ -387,11 +410,30 @@ class DuckDBStore:
                 ORDER BY ts LIMIT $limit
             """
         else:
+            # merged rollups plus the readings not merged yet, combined per bucket: exact
+            # whether or not merge_rollups has run since they were stored
             sql = f"""
-                SELECT epoch_us(bucket), {_FUNCTION_SQL[query.function]}
-                FROM {query.resolution.rollup_table}
-                WHERE tenant = $tenant AND device = $device AND identifier = $identifier
-                  AND bucket >= $start AND bucket < $end
+                WITH parts AS (
+                    SELECT bucket, count, sum, min, max, first_ts, first, last_ts, last
+                    FROM {query.resolution.rollup_table}
+                    WHERE tenant = $tenant AND device = $device AND identifier = $identifier
+                      AND bucket >= $start AND bucket < $end
+                    UNION ALL
+                    SELECT * FROM (
+                        SELECT {_BUCKET_SQL[query.resolution]} AS bucket, count(*), sum(value),
+                               min(value), max(value), min(ts), arg_min(value, ts), max(ts),
+                               arg_max(value, ts)
+                        FROM rollup_pending
+                        WHERE tenant = $tenant AND device = $device AND identifier = $identifier
+                        GROUP BY 1
+                    ) WHERE bucket >= $start AND bucket < $end
+                ), merged AS (
+                    SELECT bucket, sum(count) AS count, sum(sum) AS sum, min(min) AS min,
+                           max(max) AS max, arg_min(first, first_ts) AS first,
+                           arg_max(last, last_ts) AS last
+                    FROM parts GROUP BY bucket
+                )
+                SELECT epoch_us(bucket), {_FUNCTION_SQL[query.function]} FROM merged
                 ORDER BY bucket LIMIT $limit
             """
         rows = self._read(sql, params)

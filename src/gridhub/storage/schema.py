@@ -118,6 +118,18 @@ MIGRATIONS: tuple[str, ...] = (
         revoked BOOLEAN NOT NULL
     );
     """,
+    # 3: readings stored but not yet merged into the rollups (merged in their own transaction,
+    # so that a reading is confirmed as soon as it is durable; see duckdb_store.merge_rollups)
+    """
+    CREATE TABLE IF NOT EXISTS rollup_pending (
+        tenant VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        identifier VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        value DOUBLE NOT NULL,
+        zone VARCHAR NOT NULL
+    );
+    """,
 )
 
 
