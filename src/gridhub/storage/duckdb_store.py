@@ -5,12 +5,13 @@ One :class:`DuckDBDatabase` owns the file; the :class:`DuckDBStore` (time series
 writing process per file, so the CLI talks to a running hub over HTTP instead of opening it.
 
 Writes come from the pipeline's single writer thread. Each batch is staged as an Arrow table and
-merged in one transaction: readings already stored (same tenant, device, identifier, ts) are
+written in one transaction: readings already stored (same tenant, device, identifier, ts) are
 dropped by an anti-join restricted to the batch's time span (cheap thanks to DuckDB's min/max
-zone maps on an append-ordered table), the rest are appended, and the 15 min / 1 h / 1 day
-rollups are merged with the new rows' partial aggregates (``MERGE INTO`` restricted to the
-batch's bucket span; no index, which measured 1.5–4× slower) — so late data lands in the right
-bucket and a resent reading is never counted twice.
+zone maps on an append-ordered table), the rest are appended to ``measurements`` and to
+``rollup_pending``. :meth:`DuckDBStore.merge_rollups` later folds the pending readings into the
+15 min / 1 h / 1 day rollups (``MERGE INTO`` restricted to their span; no index, which measured
+1.5–4× slower), and reads add whatever is still pending — so late data lands in the right bucket,
+a resent reading is never counted twice, and every answer is exact at any moment.
 """
 
 from __future__ import annotations
