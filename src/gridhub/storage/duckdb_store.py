@@ -199,9 +199,7 @@ class DuckDBStore:
                 "INSERT INTO measurements SELECT tenant, device, identifier, ts, value FROM fresh"
             )
             if stored:
-                zones = pa.table(
-                    {"tenant": list(batch.zones), "zone": list(batch.zones.values())}
-                )
+                zones = pa.table({"tenant": list(batch.zones), "zone": list(batch.zones.values())})
                 cur.register("zones", zones)
                 try:
                     cur.execute(
