@@ -17,6 +17,7 @@ columns are refused: a misspelt attribute would otherwise vanish without a word.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -209,3 +210,27 @@ def _check_agreement(site_id: str, attributes: dict[str, Any], known: dict[str, 
 
 def _site(tenant: str, site_id: str, stated: dict[str, Any]) -> Site:
     return Site(tenant=tenant, id=site_id, **{_SITE_ATTRIBUTES[k]: v for k, v in stated.items()})
+
+
+def to_registry_csv(sites: Iterable[Site], devices: Iterable[Device]) -> str:
+    """Sites and devices in the layout :func:`parse_registry` reads (one row per device)."""
+    by_id = {site.id: site for site in sites}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(_COLUMNS)
+    for d in devices:
+        s = by_id.get(d.site or "") or Site(d.tenant, d.site or "")
+        writer.writerow(
+            [
+                d.hardware_id,
+                d.device_type,
+                d.site or "",
+                d.name,
+                s.location,
+                s.pilot_phase,
+                s.experiment,
+                "|".join(s.appliance_types),
+                str(s.has_pv).lower(),
+            ]
+        )
+    return out.getvalue()

@@ -21,7 +21,7 @@ from gridhub.cli.common import console, err_console, load_settings, setup_loggin
 from gridhub.cli.server import ApiServer
 from gridhub.cli.simulate import backfill_start, progress_bar
 from gridhub.domain.registry import Tenant
-from gridhub.errors import ConfigError, Conflict
+from gridhub.errors import ConfigError
 from gridhub.hub import Hub, build_hub
 from gridhub.ingest.validate import Envelope
 from gridhub.sim.fleet import CUSTOM_IDENTIFIERS, Fleet
@@ -33,11 +33,7 @@ ZONE = "Europe/Brussels"
 
 def register_fleet(hub: Hub, fleet: Fleet) -> None:
     hub.registry.create_tenant(Tenant(TENANT, "Linear pilot (demo)", ZONE), exist_ok=True)
-    for name, unit in CUSTOM_IDENTIFIERS:
-        try:
-            hub.registry.register_identifier(TENANT, name, unit)
-        except Conflict:
-            pass
+    hub.registry.ensure_identifiers(TENANT, CUSTOM_IDENTIFIERS)
     hub.registry.register_sites(fleet.sites())
     hub.registry.register_devices(fleet.devices())
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 from datetime import datetime, time, timedelta
 from typing import Annotated
@@ -12,6 +10,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from gridhub.adapters.registry_csv import to_registry_csv
 from gridhub.cli.common import api_call, console
 from gridhub.sim.fleet import CUSTOM_IDENTIFIERS, Fleet
 from gridhub.sim.transport import HttpPublisher, MqttPublisher, run_live
@@ -19,38 +18,7 @@ from gridhub.sim.transport import HttpPublisher, MqttPublisher, run_live
 
 def registry_csv(fleet: Fleet) -> str:
     """The fleet's sites and devices in the bulk-registration CSV layout."""
-    sites = {s.id: s for s in fleet.sites()}
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "hardwareId",
-            "deviceType",
-            "site",
-            "name",
-            "location",
-            "pilotPhase",
-            "experiment",
-            "applianceTypes",
-            "hasPv",
-        ]
-    )
-    for d in fleet.devices():
-        s = sites[d.site or ""]
-        writer.writerow(
-            [
-                d.hardware_id,
-                d.device_type,
-                s.id,
-                d.name,
-                s.location,
-                s.pilot_phase,
-                s.experiment,
-                "|".join(s.appliance_types),
-                str(s.has_pv).lower(),
-            ]
-        )
-    return out.getvalue()
+    return to_registry_csv(fleet.sites(), fleet.devices())
 
 
 def progress_bar() -> Progress:

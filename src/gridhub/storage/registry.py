@@ -111,6 +111,13 @@ class Registry:
             self._catalog.put_identifier(tenant_id, identifier)
             return identifier
 
+    def ensure_identifiers(self, tenant_id: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Register the (name, unit) identifiers an adapter emits, unless already there."""
+        known = self.identifiers(tenant_id)
+        for name, unit in pairs:
+            if name not in known:
+                self.register_identifier(tenant_id, name, unit)
+
     # -- sites and devices ----------------------------------------------------------------------
 
     def register_sites(self, sites: Sequence[Site]) -> None:

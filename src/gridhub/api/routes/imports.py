@@ -107,10 +107,9 @@ async def import_green_button(
     body, total = await read_limited(request, limit)
     if total > limit:
         raise InvalidRequest(f"document of more than {limit} bytes; split the feed")
-    known = hub.registry.identifiers(tenant)
-    for identifier, unit in GREEN_BUTTON_CUSTOM_IDENTIFIERS:
-        if identifier not in known:
-            await run_in_threadpool(hub.registry.register_identifier, tenant, identifier, unit)
+    await run_in_threadpool(
+        hub.registry.ensure_identifiers, tenant, GREEN_BUTTON_CUSTOM_IDENTIFIERS
+    )
     received_us = time.time_ns() // 1000
 
     def parse() -> list[Envelope]:

@@ -28,17 +28,9 @@ from gridhub.api.ingesting import read_limited, receipt_response, submit
 from gridhub.api.schemas import IngestReceipt
 from gridhub.domain.rejections import RejectReason
 from gridhub.ingest.validate import Envelope
-from gridhub.storage.registry import Registry
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["ingest"])
 MAX_TELEGRAM_BYTES = 64 * 1024
-
-
-def _ensure_obis_identifiers(registry: Registry, tenant: str) -> None:
-    known = registry.identifiers(tenant)
-    for name, unit in OBIS_CUSTOM_IDENTIFIERS:
-        if name not in known:
-            registry.register_identifier(tenant, name, unit)
 
 
 async def _ingest(
@@ -60,7 +52,7 @@ async def _ingest(
             )
         )
     else:
-        await run_in_threadpool(_ensure_obis_identifiers, hub.registry, tenant)
+        await run_in_threadpool(hub.registry.ensure_identifiers, tenant, OBIS_CUSTOM_IDENTIFIERS)
         messages, rejections = await run_in_threadpool(
             parse, body, datetime.fromtimestamp(received_us / 1e6, UTC)
         )

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from gridhub.access.tokens import TokenRecord
 from gridhub.adapters.registry_csv import parse_registry
 from gridhub.api.deps import HubDep, PrincipalDep
+from gridhub.api.ingesting import read_limited
 from gridhub.api.schemas import (
     DeviceBody,
     IdentifierBody,
@@ -182,11 +183,9 @@ async def import_devices(
 ) -> ImportReport:
     who.require_admin(tenant)
     hub.registry.tenant(tenant)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_CSV_BYTES:
-            raise InvalidRequest(f"CSV larger than {MAX_CSV_BYTES} bytes")
+    body, total = await read_limited(request, MAX_CSV_BYTES)
+    if total > MAX_CSV_BYTES:
+        raise InvalidRequest(f"CSV larger than {MAX_CSV_BYTES} bytes")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
