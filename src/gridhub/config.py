@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     # the pipeline: a bounded buffer between sources and the store's batch writer
     buffer_rows: int = Field(500_000, ge=1000, description="readings held before backpressure")
     batch_rows: int = Field(50_000, ge=1, description="most readings in one store write")
-    batch_delay_ms: float = Field(20.0, ge=0, description="longest wait to fill a batch")
+    batch_delay_ms: float = Field(
+        20.0, ge=0, description="longest wait to fill a batch, when 64+ submissions are waiting"
+    )
     confirm_timeout_s: float = Field(30.0, gt=0, description="HTTP wait for durability")
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"

@@ -27,7 +27,12 @@ from gridhub.storage.base import Store, WriteBatch, WriteResult
 from gridhub.storage.registry import Registry
 
 log = logging.getLogger(__name__)
-MERGE_ROWS = 50_000  # merge rollups at least this often (in readings), else every second
+MERGE_ROWS = 50_000  # merge rollups at least this often (in readings) …
+MERGE_SECONDS = 5.0  # … or this often in time, or when idle
+# Linger for a fuller batch only when this many submissions were already waiting: then the
+# writer is the bottleneck and bigger batches raise throughput. With fewer, arrivals are sparse
+# and waiting would only add latency (a message every 100 ms gains nothing from a 20 ms wait).
+LINGER_MIN_SUBMISSIONS = 64
 
 
 class _Stopping(Exception):
@@ -240,11 +245,15 @@ class Pipeline:
                 if self._stop.is_set():
                     return
                 continue
-            if self._batch_delay_s and sum(p.rows for p in taken) < self._batch_rows:
+            if (
+                self._batch_delay_s
+                and len(taken) >= LINGER_MIN_SUBMISSIONS
+                and sum(p.rows for p in taken) < self._batch_rows
+            ):
                 time.sleep(self._batch_delay_s)  # linger: trade latency for larger batches
                 taken += self._buffer.take(self._batch_rows - sum(p.rows for p in taken), 0.0)
             self._write(taken)
-            if self._unmerged >= MERGE_ROWS or time.monotonic() - self._last_merge > 1.0:
+            if self._unmerged >= MERGE_ROWS or time.monotonic() - self._last_merge > MERGE_SECONDS:
                 self._merge_rollups()
 
     def _merge_rollups(self) -> None:
