@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
+from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker
 from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline
@@ -17,6 +18,7 @@ from gridhub.ingest.validate import Limits
 from gridhub.services.query import QueryService
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
+from gridhub.storage.duckdb_topologies import DuckDBTopologies
 from gridhub.storage.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class Hub:
     tokens: TokenService
     pipeline: Pipeline
     query: QueryService
+    topologies: TopologyService
     mqtt: MqttSource | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
@@ -102,4 +105,5 @@ def build_hub(settings: Settings) -> Hub:
         tokens=TokenService(catalog),
         pipeline=pipeline,
         query=QueryService(store, registry),
+        topologies=TopologyService(DuckDBTopologies(db), registry),
     )

@@ -14,22 +14,10 @@ import httpx
 import pytest
 
 from gridhub.hub import Hub
-from helpers import Api, seed_tenant
+from helpers import Api, gridhub, seed_tenant
 
 pytestmark = pytest.mark.integration
 P = "electricity.power.active.consumed.total"
-
-
-def gridhub(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gridhub.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
 
 
 def test_import_csv_then_deadletter_list(hub: Hub, api: Api, tmp_path: Path) -> None:
@@ -152,6 +140,7 @@ def test_demo_prints_a_url_that_returns_96_quarter_hours(tmp_path: Path) -> None
         match = re.search(r"curl -H 'Authorization: Bearer (\S+)' '(\S+)'", text)
         assert match, text
         token, url = match.groups()
+        assert "CIGRE LV benchmark: 3 households on" in text, text
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
             body = client.get(url).json()
             assert body["count"] == 96 and body["resolution"] == "15m"

@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -16,6 +16,10 @@ from rich.logging import RichHandler
 
 from gridhub.config import Settings
 from gridhub.errors import ConfigError
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="GRIDHUB_URL", help="hub API base URL")]
+TokenOpt = Annotated[str, typer.Option("--token", envvar="GRIDHUB_TOKEN", help="API token")]
+DEFAULT_URL = "http://127.0.0.1:8480"
 
 console = Console()
 err_console = Console(stderr=True)
@@ -58,10 +62,9 @@ def load_settings(config: Path | None, **overrides: Any) -> Settings:
 
 def api_call(method: str, url: str, token: str, **kwargs: Any) -> Any:
     """Call a running hub's API; print its error and exit non-zero when it refuses."""
+    headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
     try:
-        response = httpx.request(
-            method, url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0, **kwargs
-        )
+        response = httpx.request(method, url, headers=headers, timeout=60.0, **kwargs)
     except httpx.HTTPError as exc:
         err_console.print(f"[red]cannot reach {url}:[/red] {exc}")
         raise typer.Exit(1) from None

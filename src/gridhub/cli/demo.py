@@ -1,8 +1,9 @@
 """``gridhub demo``: a Linear-like pilot on embedded defaults, ready to explore.
 
 One process: the hub (DuckDB under ``./gridhub-data/demo``, an embedded MQTT broker unless
-``--mqtt-url``), 200 simulated households with 14 days of history written through the real
-pipeline, live readings published over MQTT, and the API. It prints the URLs and a token.
+``--mqtt-url``), 200 simulated households placed on the CIGRE LV benchmark grid, with 14 days of
+history written through the real pipeline, live readings published over MQTT, and the API. It
+prints the URLs and a token.
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ def demo(
         if admin:  # printed at once: an interrupted demo must not lose it
             console.print(f"admin token  {admin}  (shown once)")
         register_fleet(hub, fleet)
+        grid = hub.topologies.import_reference(TENANT, "cigre_lv")
+        console.print(
+            f"grid         CIGRE LV benchmark: {grid.sites} households on "
+            f"{grid.connection_points} connection points"
+        )
         _record, token = hub.tokens.create(TENANT, "researcher", "demo token")
         hub.start()
         now = datetime.now(ZoneInfo("UTC")).replace(microsecond=0)

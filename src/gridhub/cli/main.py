@@ -16,7 +16,16 @@ import typer
 from gridhub.cli import demo as demo_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
-from gridhub.cli.common import api_call, console, err_console, load_settings, setup_logging
+from gridhub.cli import topology as topology_cmd
+from gridhub.cli.common import (
+    TokenOpt,
+    UrlOpt,
+    api_call,
+    console,
+    err_console,
+    load_settings,
+    setup_logging,
+)
 from gridhub.cli.server import ApiServer
 from gridhub.errors import ConfigError
 from gridhub.hub import build_hub
@@ -30,6 +39,7 @@ import_app = typer.Typer(help="Import historical data.", no_args_is_help=True)
 deadletter_app = typer.Typer(help="Inspect rejected messages.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(deadletter_app, name="deadletter")
+app.add_typer(topology_cmd.app, name="topology")
 app.command("demo")(demo_cmd.demo)
 app.command("simulate")(simulate.simulate)
 app.command("gateway")(gateway_cmd.gateway)
@@ -38,8 +48,6 @@ import_app.command("csv")(importer.import_csv)
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")
 ]
-UrlOpt = Annotated[str, typer.Option("--url", envvar="GRIDHUB_URL", help="hub API base URL")]
-TokenOpt = Annotated[str, typer.Option("--token", envvar="GRIDHUB_TOKEN", help="API token")]
 
 
 @app.command()

@@ -235,3 +235,11 @@ class TokenRecord:
     name: str
     created: datetime
     revoked: bool = False
+
+
+class TopologyCatalog(Protocol):
+    """Persistence of each tenant's grid topology, as the JSON document of
+    ``grid/topology_json.py`` (the grid layer parses and checks it)."""
+
+    def topology_document(self, tenant: str) -> str | None: ...
+    def put_topology_document(self, tenant: str, name: str, document: str) -> None: ...

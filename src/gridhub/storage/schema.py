@@ -130,6 +130,15 @@ MIGRATIONS: tuple[str, ...] = (
         zone VARCHAR NOT NULL
     );
     """,
+    # 4: each tenant's grid topology (P5), as its JSON document (grid/topology_json.py)
+    """
+    CREATE TABLE IF NOT EXISTS topologies (
+        tenant VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        document VARCHAR NOT NULL,
+        updated TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 
