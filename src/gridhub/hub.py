@@ -6,15 +6,17 @@ The API, the CLI and the tests all start from here, so there is one way to put a
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
+from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker
 from gridhub.ingest.mqtt_source import MqttSource
-from gridhub.ingest.pipeline import Pipeline
-from gridhub.ingest.validate import Limits
+from gridhub.ingest.pipeline import Pipeline, Receipt
+from gridhub.ingest.validate import Envelope, Limits
 from gridhub.services.query import QueryService
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
@@ -34,6 +36,7 @@ class Hub:
     pipeline: Pipeline
     query: QueryService
     topologies: TopologyService
+    outages: OutageMonitor
     mqtt: MqttSource | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
@@ -49,6 +52,7 @@ class Hub:
     def start(self, *, mqtt: bool = True) -> None:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
         self.pipeline.start()
+        self.outages.start()
         if not mqtt:
             return
         url = self.settings.mqtt_url
@@ -77,6 +81,7 @@ class Hub:
         if self.mqtt is not None:
             self.mqtt.stop()
             self.mqtt = None
+        self.outages.stop()
         self.pipeline.stop()
         if self.broker is not None:
             self.broker.stop()
@@ -97,6 +102,19 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
+    topologies = TopologyService(DuckDBTopologies(db), registry)
+
+    def write_back(tenant: str, messages: list[bytes]) -> None:
+        """Grid service results in through the pipeline, like any device's messages."""
+        received = time.time_ns() // 1000
+        pipeline.submit(
+            [Envelope("grid", raw, tenant, received) for raw in messages],
+            _log_refused,
+            timeout=None,
+        )
+
+    outages = OutageMonitor(topologies, registry, store, write_back)
+    pipeline.add_listener(outages.observe)
     return Hub(
         settings=settings,
         db=db,
@@ -105,5 +123,11 @@ def build_hub(settings: Settings) -> Hub:
         tokens=TokenService(catalog),
         pipeline=pipeline,
         query=QueryService(store, registry),
-        topologies=TopologyService(DuckDBTopologies(db), registry),
+        topologies=topologies,
+        outages=outages,
     )
+
+
+def _log_refused(receipt: Receipt) -> None:
+    if receipt.error is not None or receipt.rejected:
+        log.error("grid results not stored: %s %s", receipt.error, receipt.rejected[:3])
