@@ -56,7 +56,9 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class NodeState:
     """The estimate at one node, each quantity with its standard deviation. ``p_mw``/``q_mvar``
-    are consumed (load convention): at a supply root they are negative, the power fed in."""
+    are consumed (load convention): at a supply root they are negative, the power fed in.
+    Nodes joined by closed bus-bus switches are one electrical node: they share ``group`` (the
+    first of them) and the group's total p/q is reported at each of them."""
 
     node: str
     vm_pu: float
@@ -67,6 +69,7 @@ class NodeState:
     p_std_mw: float
     q_mvar: float
     q_std_mvar: float
+    group: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +164,12 @@ def _node_states(net: Any, solver: Any) -> tuple[NodeState, ...]:
     angle_pos[eppci.non_slack_buses] = np.arange(nns)
     lookup = net._pd2ppc_lookups["bus"]
     out = []
+    groups: dict[int, str] = {}
     for index, name in zip(net.bus.index, net.bus.name, strict=True):
         k = int(lookup[index])
-        if k < 0:
+        if k < 0 or not net.bus.in_service[index]:
             continue  # out of service
+        group = groups.setdefault(k, str(name))
         a = int(angle_pos[k])
         va_std = math.degrees(math.sqrt(max(cov[a, a], 0.0))) if a >= 0 else 0.0
         out.append(
@@ -172,7 +177,7 @@ def _node_states(net: Any, solver: Any) -> tuple[NodeState, ...]:
                 str(name), float(eppci.v[k]), math.sqrt(max(cov[nns + k, nns + k], 0.0)),
                 math.degrees(float(eppci.delta[k])), va_std,
                 -float(s[k].real) * base, math.sqrt(max(p_var[k], 0.0)) * base,
-                -float(s[k].imag) * base, math.sqrt(max(q_var[k], 0.0)) * base,
+                -float(s[k].imag) * base, math.sqrt(max(q_var[k], 0.0)) * base, group,
             )
         )  # fmt: skip
     return tuple(out)
