@@ -173,8 +173,10 @@ def test_meter_readings_aggregate_per_node_by_hand() -> None:
     assert got["v"].std_dev == pytest.approx(0.002 / math.sqrt(2))
     with pytest.raises(InvalidRequest):
         Measurement("bus12", "p", 1.0, 0.0)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest):  # no voltage anywhere
         estimate(grid, [m for m in meter_measurements(grid, readings) if m.kind != "v"])
+    with pytest.raises(InvalidRequest):  # 3 measurements for 87 states: not observable
+        estimate(grid, meter_measurements(grid, readings))
 
 
 def _cigre_lv_under(lv: Topology, mv_truth: Any, bus: int, scale: float) -> tuple[Topology, Any]:

@@ -93,3 +93,23 @@ def test_nothing_to_switch_is_an_error() -> None:
         reconfigure(plain)
     with pytest.raises(InvalidRequest):
         reconfigure(ring(), threshold=1.5)
+
+
+def test_cigre_mv_switches_as_little_as_it_can() -> None:
+    """CIGRE MV with a sectionaliser on every line: its three tie lines have a switch at each end
+    (one open, one closed). Measured: 304.1 → 219.5 kW (−27.8 %), lines 4, 7, 9 opened and the
+    three ties closed, one switch operation each."""
+    grid = with_line_switches(reference_network("cigre_mv"))
+    result = reconfigure(grid, threshold=0.0)
+    assert result.accepted and result.reduction > 0.2
+    assert result.topology.is_radial() and result.topology.unsupplied() == ()
+    by_line: dict[str, list[bool]] = {}
+    for s in result.topology.switches:
+        if s.target_kind is SwitchTarget.LINE:
+            by_line.setdefault(s.target, []).append(s.closed)
+    for line, states in by_line.items():  # open at one end only, or closed at both
+        assert states.count(False) == (1 if line in result.open_lines else 0)
+    changed_lines = [c.line for c in result.changes]
+    assert len(changed_lines) == len(set(changed_lines))  # one operation per line
+    for change in result.changes:
+        assert (change.line in result.open_lines) != change.closed

@@ -89,7 +89,6 @@ class StateEstimate:
     (too many bad measurements, or a topology error: a switch state that is not true)."""
 
     grid: str
-    converged: bool
     iterations: int
     nodes: tuple[NodeState, ...]
     objective: float
@@ -241,7 +240,7 @@ def estimate(
         removed.append(BadMeasurement(kept[position], float(rn[worst]), objective, threshold))
         kept = kept[:position] + kept[position + 1 :]
     return StateEstimate(
-        topology.name, True, int(solver.iterations), _node_states(net, solver), objective, dof,
+        topology.name, int(solver.iterations), _node_states(net, solver), objective, dof,
         threshold, failed, tuple(removed), len(kept),
     )  # fmt: skip
 

@@ -188,11 +188,19 @@ def _neighbours(
 
 
 def _configured(topology: Topology, open_lines: frozenset[str]) -> Topology:
-    states = {
-        s.id: s.target not in open_lines
-        for s in topology.switches
-        if s.target_kind is SwitchTarget.LINE
-    }
+    """``topology`` with exactly ``open_lines`` open among the switchable lines. A line with a
+    switch at each end opens at one: the one already open if any, else the first; the other
+    stays closed, so a proposal switches as little as it can."""
+    states: dict[str, bool] = {}
+    by_line: dict[str, list[Switch]] = {}
+    for s in topology.switches:
+        if s.target_kind is SwitchTarget.LINE:
+            by_line.setdefault(s.target, []).append(s)
+    for line, switches in by_line.items():
+        if line not in open_lines:
+            states |= {s.id: True for s in switches}
+        elif all(s.closed for s in switches):
+            states |= {s.id: i > 0 for i, s in enumerate(switches)}
     return topology.with_switch_states(states)
 
 
@@ -217,7 +225,7 @@ def reconfigure(
     meshed = solver.run(frozenset())
     if base is None or meshed is None:
         raise InvalidRequest(f"the load flow of {topology.name!r} does not converge")
-    supplied = set(topology.nodes) - set(topology.unsupplied())
+    supplied = {n.id for n in topology.nodes} - set(topology.unsupplied())
     best_open = _spanning_tree_open(topology, switchable, meshed[2])
     best = solver.run(best_open)
     steps: list[tuple[str, float]] = [("mst", best[0] if best else float("inf"))]
@@ -231,11 +239,12 @@ def reconfigure(
         steps.append(("exchange", best[0]))
     proposal = _configured(topology, best_open)
     reduction = (base[0] - best[0]) / base[0] if base[0] > 0 else 0.0
-    accepted, reason = _verdict(topology, proposal, supplied, reduction, threshold)
+    accepted, reason = _verdict(proposal, supplied, reduction, threshold)
+    before = {s.id: s.closed for s in topology.switches}
     changes = tuple(
-        SwitchChange(s.id, s.target, s.target not in best_open)
-        for s in topology.switches
-        if s.target_kind is SwitchTarget.LINE and s.closed != (s.target not in best_open)
+        SwitchChange(s.id, s.target, s.closed)
+        for s in proposal.switches
+        if s.target_kind is SwitchTarget.LINE and s.closed != before[s.id]
     )
     return Reconfiguration(
         topology.name, accepted, reason, base[0], best[0], reduction, tuple(sorted(best_open)),
@@ -260,13 +269,11 @@ def _improving_exchange(
 
 
 def _verdict(
-    topology: Topology, proposal: Topology, supplied: set[Any], reduction: float, threshold: float
+    proposal: Topology, supplied: set[str], reduction: float, threshold: float
 ) -> tuple[bool, str]:
     if not proposal.is_radial():
         return False, "the proposal is not radial"
-    lost = {n.id for n in supplied} - (
-        set(n.id for n in proposal.nodes) - set(proposal.unsupplied())
-    )
+    lost = supplied - ({n.id for n in proposal.nodes} - set(proposal.unsupplied()))
     if lost:
         return False, f"{len(lost)} nodes would lose supply"
     if reduction <= threshold:
