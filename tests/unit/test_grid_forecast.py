@@ -25,6 +25,7 @@ from gridhub.grid.forecast import (
     forecast_error,
     forecast_pv,
     node_forecasts,
+    node_powers_at,
     persistence,
 )
 from gridhub.grid.topology_import import reference_network
@@ -169,3 +170,20 @@ def test_inputs_are_checked() -> None:
     two = Forecast("b", "consumption", date(2025, 1, 1), pd.Series(dtype=float), "x")
     with pytest.raises(InvalidRequest):
         node_forecasts(reference_network("cigre_lv"), {"a": one, "b": two})
+
+
+def test_node_powers_at_feed_the_state_estimate_pseudo_measurements() -> None:
+    grid = reference_network("cigre_lv").with_sites(
+        [SiteAttachment("a", "bus12"), SiteAttachment("b", "bus12"), SiteAttachment("c", "bus16")]
+    )
+    day = date(2025, 6, 2)
+    index = pd.date_range(pd.Timestamp(day).tz_localize(TZ), periods=96, freq="15min")
+    flat = pd.Series(2.0, index=index.tz_convert("UTC"))
+    load = {s: Forecast(s, "consumption", day, flat, "x") for s in "abc"}
+    pv = {"a": Forecast("a", "pv", day, flat * 0.5, "x")}
+    noon = pd.Timestamp("2025-06-02 12:07", tz=TZ)
+    powers = node_powers_at(grid, noon, load, pv, power_factor=0.8)
+    assert powers["bus12"] == pytest.approx((0.003, 0.003))  # 4 kW − 1 kW PV; Q 4 × 0.75 kvar
+    assert powers["bus16"] == pytest.approx((0.002, 0.0015))
+    with pytest.raises(InvalidRequest):
+        node_powers_at(grid, pd.Timestamp("2025-06-03 12:00", tz=TZ), load)

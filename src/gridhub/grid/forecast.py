@@ -46,6 +46,7 @@ __all__ = [
     "forecast_error",
     "forecast_pv",
     "node_forecasts",
+    "node_powers_at",
     "persistence",
 ]
 
@@ -276,4 +277,37 @@ def node_forecasts(topology: Topology, sites: Mapping[str, Forecast]) -> dict[st
             first = below[0]
             method = f"sum of {len(below)} sites ({first.method})"
             out[node.id] = Forecast(node.id, first.kind, first.day, total, method)
+    return out
+
+
+def _at(forecast: Forecast, at: pd.Timestamp) -> float:
+    index = forecast.values_kw.index
+    if at.tzinfo is None or len(index) == 0 or not index[0] <= at < index[-1] + _step(index):
+        raise InvalidRequest(f"{at} is not a tz-aware time within the forecast of {forecast.day}")
+    return float(forecast.values_kw[index <= at].iloc[-1])
+
+
+def node_powers_at(
+    topology: Topology,
+    at: pd.Timestamp,
+    consumption: Mapping[str, Forecast],
+    pv: Mapping[str, Forecast] | None = None,
+    *,
+    power_factor: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """{node: (p_mw, q_mvar)} at time ``at`` from per-site forecasts, summed at the node each
+    site is attached to: the ``forecasts`` argument of the state estimate's pseudo-measurements
+    (:func:`gridhub.grid.estimation_inputs.pseudo_measurements`). Consumption has Q at
+    ``power_factor``; PV feeds at unity power factor and counts negative."""
+    if not 0.0 < power_factor <= 1.0:
+        raise InvalidRequest("power_factor must lie in (0, 1]")
+    tan_phi = math.tan(math.acos(power_factor))
+    out: dict[str, tuple[float, float]] = {}
+    for sign, forecasts in ((1.0, consumption), (-1.0, pv or {})):
+        for site, forecast in forecasts.items():
+            node = topology.site_node(site)
+            kw = _at(forecast, at)
+            p, q = out.get(node, (0.0, 0.0))
+            q_add = kw * tan_phi / 1000.0 if sign > 0 else 0.0
+            out[node] = (p + sign * kw / 1000.0, q + q_add)
     return out

@@ -29,15 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gridhub.domain.topology import Switch, SwitchTarget, Topology
+from gridhub.domain.topology import Load, Switch, SwitchTarget, Topology
 from gridhub.errors import InvalidRequest
 from gridhub.grid.topology_import import pandapower_quiet, to_pandapower
+
+if TYPE_CHECKING:
+    from gridhub.grid.estimation import StateEstimate
 
 __all__ = [
     "Reconfiguration",
     "SwitchChange",
+    "apply_estimate",
     "losses_mw",
     "reconfigure",
     "with_line_switches",
@@ -85,6 +89,21 @@ def with_line_switches(topology: Topology, lines: Iterable[str] | None = None) -
         if line.id not in have and (chosen is None or line.id in chosen)
     )
     return replace(topology, switches=topology.switches + added)
+
+
+def apply_estimate(topology: Topology, estimate: StateEstimate) -> Topology:
+    """``topology`` with its loads and generators replaced by the estimated node powers (seed
+    002 §7.3: "the power injections and consumptions calculated by the SE algorithm are applied
+    to the MV buses"): one load per node (per coupler group) that draws or feeds anything;
+    supply roots keep their role as slack."""
+    roots = {s.node for s in topology.sources if s.in_service}
+    loads = tuple(
+        Load(f"est-{state.node}", state.node, state.p_mw, state.q_mvar)
+        for state in estimate.nodes
+        if state.group == state.node and state.node not in roots
+        and (state.p_mw != 0.0 or state.q_mvar != 0.0)
+    )  # fmt: skip
+    return replace(topology, loads=loads, generators=())
 
 
 class _Solver:
