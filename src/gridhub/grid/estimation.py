@@ -183,9 +183,11 @@ def _node_states(net: Any, solver: Any) -> tuple[NodeState, ...]:
 
 
 def _normalized_residuals(solver: Any) -> Any:
-    r_cov = np.linalg.inv(solver.R_inv)
-    omega = r_cov - solver.H @ np.linalg.solve(solver.Gm, solver.H.T)
-    return np.abs(solver.r.ravel()) / np.sqrt(np.abs(np.diag(omega)) + 1e-30)
+    """``|rᵢ|/√Ωᵢᵢ`` with ``Ω = R − H G⁻¹ Hᵀ``; only the diagonal is needed (R is diagonal)."""
+    h = solver.H
+    r_var = 1.0 / np.diag(solver.R_inv)
+    omega = r_var - np.einsum("ij,ji->i", h, np.linalg.solve(solver.Gm, h.T))
+    return np.abs(solver.r.ravel()) / np.sqrt(np.abs(omega) + 1e-30)
 
 
 def estimate(
@@ -236,7 +238,10 @@ def estimate(
         worst = int(np.argmax(rn))
         if rn[worst] <= lnr_threshold:
             break
-        position = index.index(int(solver.pp_meas_indices[worst]))
+        pp_index = solver.pp_meas_indices[worst]
+        if not np.isfinite(pp_index) or int(pp_index) not in index:
+            break  # a merged row pandapower cannot trace to one measurement: report, keep
+        position = index.index(int(pp_index))
         removed.append(BadMeasurement(kept[position], float(rn[worst]), objective, threshold))
         kept = kept[:position] + kept[position + 1 :]
     return StateEstimate(

@@ -29,6 +29,7 @@ from gridhub.errors import InvalidRequest
 
 __all__ = [
     "MAX_MEASUREMENTS",
+    "MAX_READINGS",
     "Measurement",
     "MeterAccuracy",
     "MeterReading",
@@ -39,7 +40,10 @@ __all__ = [
     "zero_injections",
 ]
 
-MAX_MEASUREMENTS = 200_000
+MAX_READINGS = 200_000  # meter readings, summed per node
+# pandapower's WLS keeps the weight matrix dense (m × m): 5,000 measurements are 200 MB. Larger
+# grids are what the hierarchy is for: estimate LV grids apart and pass their results up.
+MAX_MEASUREMENTS = 5_000
 Kind = Literal["p", "q", "v"]
 Origin = Literal["meter", "pseudo", "virtual", "lv_estimate"]
 ZERO_INJECTION_STD_PU = 1e-5  # of the grid's sn_mva; pandapower floors σ at 1e-5 p.u. anyway
@@ -118,8 +122,8 @@ def meter_measurements(
     count = 0
     for reading in readings:
         count += 1
-        if count > MAX_MEASUREMENTS:
-            raise InvalidRequest(f"at most {MAX_MEASUREMENTS} meter readings per estimate")
+        if count > MAX_READINGS:
+            raise InvalidRequest(f"at most {MAX_READINGS} meter readings per estimate")
         node = topology.site_node(reading.site_id)
         sites[node].append(reading.site_id)
         for value in (reading.p_mw, reading.q_mvar, reading.vm_pu):

@@ -162,8 +162,9 @@ def _graph(topology: Topology, switchable: set[str], currents: dict[str, float])
     graph = nx.MultiGraph()
     graph.add_nodes_from(n.id for n in topology.nodes if n.in_service)
     top = max([currents.get(line, 0.0) for line in switchable] + [1e-12])
+    open_now = _open_lines(topology)
     for line in topology.lines:
-        if line.in_service and (line.id in switchable or line.id not in _open_lines(topology)):
+        if line.in_service and (line.id in switchable or line.id not in open_now):
             weight = 1.0 - currents.get(line.id, 0.0) / top if line.id in switchable else _FORCED
             graph.add_edge(line.from_node, line.to_node, key=line.id, weight=weight)
     for t in topology.transformers:
