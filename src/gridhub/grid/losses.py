@@ -12,7 +12,8 @@ unmetered connections, faulty or missing meters. Convert → solve → typed res
    energy losses = ``P_loss(mean) × T × loss_factor``, ``loss_factor = mean(P²)/mean(P)²`` of
    the substation's power over the interval (1 for a flat load; pass it from the substation's
    own profile, :func:`loss_factor`). This is the loss-load-factor method of planning studies,
-   one load flow instead of one per time step;
+   one load flow instead of one per time step. With per-step site powers (``steps``) it runs
+   one load flow per step instead and sums the losses (the exact method, a load flow each);
 3. **uncertainty**: ``σ² = (a·E_in)² + Σ(bᵢ·eᵢ)² + (c·E_loss)²`` with the substation meter's
    accuracy ``a``, each site meter's ``b`` and the loss model's relative error ``c``
    (:class:`LossSettings`); the alarm is *critical* when the unexplained energy exceeds
@@ -33,7 +34,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from gridhub.domain.topology import Load, NodeKind, Topology
 from gridhub.errors import InvalidRequest
@@ -52,6 +53,7 @@ __all__ = [
 
 Level = Literal["ok", "warning", "critical"]
 MAX_SITES = 100_000
+MAX_STEPS = 7 * 96  # a week of quarter-hours: one load flow each
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,9 @@ class LossSettings:
 class BalanceInput:
     """One substation over one interval. ``sites``: site id → energy consumed (kWh, net of
     export); ``feeders``: section node → energy at its head meter (kWh), where there is one;
-    ``voltages``: site id → mean voltage (p.u.), where meters report it."""
+    ``voltages``: site id → mean voltage (p.u.), where meters report it. ``steps``, optional:
+    site id → mean kW per equal step of the interval; with them the technical losses come from
+    one load flow per step instead of the mean-power load flow × ``loss_factor``."""
 
     substation: str
     hours: float
@@ -80,8 +84,14 @@ class BalanceInput:
     power_factor: float = 0.95
     loss_factor: float = 1.0
     meter_at: Literal["lv", "mv"] = "lv"
+    steps: tuple[Mapping[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if len(self.steps) > MAX_STEPS:
+            raise InvalidRequest(f"at most {MAX_STEPS} load-flow steps per balance")
+        for step in self.steps:
+            if set(step) - set(self.sites) or not all(math.isfinite(x) for x in step.values()):
+                raise InvalidRequest("each step holds finite kW of listed sites only")
         if not (math.isfinite(self.hours) and 0.0 < self.hours <= 24.0 * 366):
             raise InvalidRequest("hours must lie in (0, 8784]")
         if len(self.sites) > MAX_SITES:
@@ -164,6 +174,55 @@ def _metered_topology(
     return replace(topology, loads=tuple(loads), generators=generators), per_node
 
 
+def _region_losses(net: Any, region: set[str]) -> tuple[dict[str, float], float]:
+    """(line id → loss MW, transformer loss MW) of the lines and transformers inside ``region``
+    in the network's last load flow."""
+    names = [str(x) for x in net.bus.name]
+    lines = {
+        str(name): float(loss) for name, loss, a, b in zip(
+            net.line.name, net.res_line.pl_mw.fillna(0.0), net.line.from_bus, net.line.to_bus,
+            strict=True,
+        ) if names[a] in region and names[b] in region
+    }  # fmt: skip
+    trafo = sum(
+        float(loss) for loss, hv in zip(net.res_trafo.pl_mw, net.trafo.hv_bus, strict=True)
+        if names[hv] in region
+    )  # fmt: skip
+    return lines, trafo
+
+
+def _stepped_losses(
+    net: Any, region: set[str], data: BalanceInput, topology: Topology
+) -> tuple[dict[str, float], float]:
+    """Loss energies (kWh) from one load flow per step of ``data.steps``."""
+    import pandapower as pp
+
+    tan_phi = math.tan(math.acos(data.power_factor))
+    row = {str(name): i for i, name in zip(net.load.index, net.load.name, strict=True)}
+    step_h = data.hours / len(data.steps)
+    lines: dict[str, float] = {}
+    trafo = 0.0
+    for step in data.steps:
+        per_node: dict[str, float] = {}
+        for site, kw in step.items():
+            node = topology.site_node(site)
+            per_node[node] = per_node.get(node, 0.0) + kw / 1000.0
+        for name, index in row.items():
+            if name.startswith("metered-"):
+                p = per_node.get(name.removeprefix("metered-"), 0.0)
+                net.load.loc[index, ["p_mw", "q_mvar"]] = p, p * tan_phi
+        with pandapower_quiet():
+            try:
+                pp.runpp(net, numba=False)
+            except pp.LoadflowNotConverged:
+                raise InvalidRequest("a step's load flow does not converge") from None
+        step_lines, step_trafo = _region_losses(net, region)
+        for line, mw in step_lines.items():
+            lines[line] = lines.get(line, 0.0) + mw * 1000.0 * step_h
+        trafo += step_trafo * 1000.0 * step_h
+    return lines, trafo
+
+
 def energy_balance(
     topology: Topology, data: BalanceInput, settings: LossSettings = LossSettings()
 ) -> LossReport:
@@ -180,17 +239,15 @@ def energy_balance(
             pp.runpp(net, numba=False)
         except pp.LoadflowNotConverged:
             raise InvalidRequest("the load flow at the metered powers does not converge") from None
-    lines = {
-        str(name): float(loss) for name, loss, a, b in zip(
-            net.line.name, net.res_line.pl_mw.fillna(0.0), net.line.from_bus, net.line.to_bus,
-            strict=True,
-        ) if str(net.bus.name[a]) in region and str(net.bus.name[b]) in region
-    }  # fmt: skip
-    loss_mw = sum(lines.values())
-    if data.meter_at == "mv":
-        for loss, hv in zip(net.res_trafo.pl_mw, net.trafo.hv_bus, strict=True):
-            loss_mw += float(loss) if str(net.bus.name[hv]) in region else 0.0
-    technical = loss_mw * 1000.0 * data.hours * data.loss_factor
+    expected_v = {node: float(net.res_bus.vm_pu[index]) for node, index in bus_indices(net).items()}
+    line_mw, trafo_mw = _region_losses(net, region)
+    if data.steps:
+        line_kwh, trafo_kwh = _stepped_losses(net, region, data, topology)
+    else:
+        scale = 1000.0 * data.hours * data.loss_factor
+        line_kwh = {line: mw * scale for line, mw in line_mw.items()}
+        trafo_kwh = trafo_mw * scale
+    technical = sum(line_kwh.values()) + (trafo_kwh if data.meter_at == "mv" else 0.0)
     metered = sum(data.sites.values())
     unexplained = data.energy_in_kwh - metered - technical
     variance = (settings.substation_relative * data.energy_in_kwh) ** 2
@@ -198,8 +255,7 @@ def energy_balance(
     variance += (settings.loss_model_relative * technical) ** 2
     std = math.sqrt(variance)
     level = _level(unexplained, std, data.energy_in_kwh, settings)
-    expected_v = {node: float(net.res_bus.vm_pu[index]) for node, index in bus_indices(net).items()}
-    suspects = _suspects(topology, data, settings, lines, expected_v)
+    suspects = _suspects(topology, data, settings, line_kwh, expected_v)
     listed = set(data.sites)
     missing = tuple(s for s in topology.sites_downstream(data.substation) if s not in listed)
     fraction = unexplained / data.energy_in_kwh if data.energy_in_kwh else math.inf
@@ -223,7 +279,7 @@ def _suspects(
     topology: Topology,
     data: BalanceInput,
     settings: LossSettings,
-    line_losses: Mapping[str, float],
+    line_kwh: Mapping[str, float],
     expected_v: Mapping[str, float],
 ) -> tuple[SectionSuspicion, ...]:
     residual = {site: expected_v[topology.site_node(site)] - v for site, v in data.voltages.items()}
@@ -234,11 +290,7 @@ def _suspects(
         below = set(topology.downstream(section))
         site_ids = [s for s in data.sites if topology.site_node(s) in below]
         if section in data.feeders:
-            loss = sum(
-                loss * 1000.0 * data.hours * data.loss_factor
-                for line, loss in line_losses.items()
-                if set(line_ends[line]) <= below
-            )
+            loss = sum(kwh for line, kwh in line_kwh.items() if set(line_ends[line]) <= below)
             metered = sum(data.sites[s] for s in site_ids)
             unexplained = data.feeders[section] - metered - loss
             variance = (settings.substation_relative * data.feeders[section]) ** 2
