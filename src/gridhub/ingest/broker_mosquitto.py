@@ -275,9 +275,6 @@ class MosquittoRunner:
             lines.append("allow_anonymous true")
         else:
             lines += [
-                # Mosquitto started as root drops to the user "mosquitto", which cannot read the
-                # hub's 0600 files; a private broker keeps the hub's own user (a no-op otherwise).
-                f"user {pwd.getpwuid(os.geteuid()).pw_name}",
                 # per_listener_settings is false (the default): these apply to every listener
                 "allow_anonymous false",
                 f"password_file {self._auth.password_file}",
@@ -285,6 +282,11 @@ class MosquittoRunner:
                 # the client id is the username: no device can take over another's session
                 "use_username_as_clientid true",
             ]
+        if self._auth is not None or self._tls is not None:
+            # Mosquitto started as root drops to the user "mosquitto", which cannot read the
+            # hub's 0600 files (passwords, TLS key); a private broker keeps the hub's own user
+            # (for a hub not run as root, Mosquitto ignores this line).
+            lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")
         if self._tls is not None:
             lines += [
                 f"listener {self.tls_port} {self._tls.host or self._host}",

@@ -19,10 +19,12 @@ from gridhub.access.mqtt_auth import (
     HUB_USERNAME,
     AuthFiles,
     MqttCredential,
+    acl_file,
     check_username,
     device_username,
     hash_password,
     new_password,
+    password_file,
     write_auth_files,
 )
 from gridhub.domain.device_types import (
@@ -192,6 +194,12 @@ class MqttCredentials:
                 raise NotFound(f"{username!r} has no MQTT credential")
             self._catalog.delete_mqtt_credential(username)
             self._publish()
+
+    def render(self) -> tuple[str, str]:
+        """(password file, ACL file) of the stored credentials: what an external Mosquitto
+        needs (hashes only; the embedded broker's per-run hub user is not among them)."""
+        creds = self._catalog.mqtt_credentials()
+        return password_file(creds), acl_file(creds)
 
     def write_files(self, directory: Path | None = None) -> AuthFiles:
         """Write the password and ACL files (to ``directory``, else the configured one)."""
