@@ -25,7 +25,12 @@ from gridhub.access.dev_certs import DevCerts, make_dev_certs
 from gridhub.access.mqtt_auth import verify_password
 from gridhub.cli.server import ApiServer
 from gridhub.hub import Hub, build_hub
-from gridhub.ingest.embedded_broker import _find_mosquitto
+from gridhub.ingest.embedded_broker import (
+    EmbeddedBroker,
+    MosquittoAuth,
+    MosquittoTls,
+    _find_mosquitto,
+)
 from gridhub.ingest.mqtt_source import parse_mqtt_url
 from helpers import make_settings, require, seed_tenant, wait_for
 
@@ -243,3 +248,40 @@ def test_https_with_the_dev_ca(tmp_path: Path, certs: DevCerts) -> None:
     finally:
         server.stop()
         hub.stop()
+
+
+def test_hub_ingests_from_an_external_broker_over_mqtts_with_its_own_user(
+    tmp_path: Path, certs: DevCerts
+) -> None:
+    """mqtt_url = mqtts://…, mqtt_ca_file, mqtt_username/password: the hub as a TLS client of
+    a Mosquitto it does not run (here a private one with the files the hub wrote)."""
+    require(_find_mosquitto() is not None, "no mosquitto binary installed")
+    # the installation whose credentials the external broker uses
+    first = build_hub(make_settings(tmp_path / "first"))
+    seed_tenant(first, TENANT, devices=("meter-a",))
+    _user, device_password = first.mqtt_credentials.issue(TENANT, "meter-a")
+    hub_user, hub_password = first.mqtt_credentials.issue_hub()
+    files = first.mqtt_credentials.write_files(tmp_path / "broker")
+    first.stop()
+
+    auth = MosquittoAuth(files.password_file, files.acl_file)
+    tls = MosquittoTls(certs.cert, certs.key)
+    with EmbeddedBroker(prefer="mosquitto", auth=auth, tls=tls) as broker:
+        assert broker.tls_url is not None
+        settings = make_settings(
+            tmp_path / "first",
+            mqtt_url=broker.tls_url,
+            mqtt_ca_file=certs.ca_cert,
+            mqtt_username=hub_user,
+            mqtt_password=hub_password,
+        )
+        hub = build_hub(settings)
+        hub.start(mqtt=True)
+        try:
+            device = Device(broker.tls_url, f"{TENANT}/meter-a", device_password, certs.ca_cert)
+            assert device.connect()
+            device.publish(f"gridhub/{TENANT}/meter-a/events", payload("meter-a", 3.5, 30))
+            device.close()
+            wait_for(lambda: stored(hub, "meter-a") == [3.5], what="the reading via mqtts")
+        finally:
+            hub.stop()

@@ -270,6 +270,7 @@ class MosquittoRunner:
     def _access_lines(self) -> list[str]:
         """Who may connect (and, with a TLS listener, how)."""
         lines: list[str] = []
+        # paths absolute: Mosquitto runs in its temp directory (relative ones would miss)
         if self._auth is None:
             # Without credentials, as amqtt; the listener is on loopback unless asked otherwise.
             lines.append("allow_anonymous true")
@@ -277,8 +278,8 @@ class MosquittoRunner:
             lines += [
                 # per_listener_settings is false (the default): these apply to every listener
                 "allow_anonymous false",
-                f"password_file {self._auth.password_file}",
-                f"acl_file {self._auth.acl_file}",
+                f"password_file {self._auth.password_file.resolve()}",
+                f"acl_file {self._auth.acl_file.resolve()}",
                 # the client id is the username: no device can take over another's session
                 "use_username_as_clientid true",
             ]
@@ -290,8 +291,8 @@ class MosquittoRunner:
         if self._tls is not None:
             lines += [
                 f"listener {self.tls_port} {self._tls.host or self._host}",
-                f"certfile {self._tls.certfile}",
-                f"keyfile {self._tls.keyfile}",
+                f"certfile {self._tls.certfile.resolve()}",
+                f"keyfile {self._tls.keyfile.resolve()}",
                 "tls_version tlsv1.2",
             ]
         for line in lines:
