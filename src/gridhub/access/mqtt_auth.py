@@ -13,8 +13,9 @@ Mosquitto by ``tests/integration/test_mqtt_auth.py``).
 The ACL file names every user explicitly (``user`` blocks, no ``pattern`` lines): a device may
 publish only to ``gridhub/<tenant>/<hardwareId>/events`` and read only ``.../commands``; the hub
 reads every events topic and writes every commands topic. Explicit blocks do not depend on
-``%u``/``%c`` substitution, which applies a pattern to every user (the hub included) and which
-Mosquitto refuses for names containing ``+`` or ``#``. Injection is prevented by the names
+``%u``/``%c`` substitution: a pattern applies to every user (the hub included), Mosquitto
+denies every client whose username or client id holds ``+`` or ``#`` once any pattern exists,
+and our ``<tenant>/<hardwareId>`` would fill two topic levels where ``%u`` stands. Injection is prevented by the names
 themselves: a tenant id is a lowercase slug and a hardware id is ``[A-Za-z0-9][A-Za-z0-9._@-]*``
 here, so neither can hold an MQTT wildcard (``+``, ``#``), a topic separator beyond the one we
 put, whitespace, a line break (a new ACL directive) or ``:`` (the password file's separator;

@@ -133,7 +133,7 @@ class MqttCredentials:
         return [c for c in creds if tenant is None or c.tenant == tenant]
 
     def find(self, username: str) -> MqttCredential | None:
-        return next((c for c in self._catalog.mqtt_credentials() if c.username == username), None)
+        return self._catalog.mqtt_credential(username)
 
     def issue(self, tenant: str, hardware_id: str, *, rotate: bool = False) -> tuple[str, str]:
         """(username, password) for a registered device; the password is never stored.

@@ -78,6 +78,17 @@ class DevicesCatalog:
             )
         ]
 
+    def mqtt_credential(self, username: str) -> MqttCredential | None:
+        rows = self._rows(
+            "SELECT username, tenant, hardware_id, role, hash, created, rotated"
+            " FROM mqtt_credentials WHERE username = ?",
+            [username],
+        )
+        if not rows:
+            return None
+        user, tenant, hw, role, hash_, created, rotated = rows[0]
+        return MqttCredential(user, role, hash_, created, rotated, tenant, hw)
+
     def put_mqtt_credential(self, cred: MqttCredential) -> None:
         self._write(
             "INSERT OR REPLACE INTO mqtt_credentials VALUES (?, ?, ?, ?, ?, ?, ?)",
