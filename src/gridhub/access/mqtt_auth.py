@@ -16,8 +16,8 @@ reads every events topic and writes every commands topic. Explicit blocks do not
 ``%u``/``%c`` substitution: a pattern applies to every user (the hub included), Mosquitto
 denies every client whose username or client id holds ``+`` or ``#`` once any pattern exists,
 and our ``<tenant>/<hardwareId>`` would fill two topic levels where ``%u`` stands.
-Injection is prevented by the names themselves: a tenant id is a lowercase slug and a hardware id is ``[A-Za-z0-9][A-Za-z0-9._@-]*``
-here, so neither can hold an MQTT wildcard (``+``, ``#``), a topic separator beyond the one we
+Injection is prevented by the names themselves: a tenant id is a lowercase slug and a hardware
+id is ``[A-Za-z0-9][A-Za-z0-9._@-]*`` here, so neither can hold an MQTT wildcard (``+``, ``#``), a topic separator beyond the one we
 put, whitespace, a line break (a new ACL directive) or ``:`` (the password file's separator;
 hardware ids that contain one cannot get an MQTT credential). The broker is also told
 ``use_username_as_clientid true``, so a device cannot take over another device's session by
