@@ -13,15 +13,15 @@ Mosquitto by ``tests/integration/test_mqtt_auth.py``).
 The ACL file names every user explicitly (``user`` blocks, no ``pattern`` lines): a device may
 publish only to ``gridhub/<tenant>/<hardwareId>/events`` and read only ``.../commands``; the hub
 reads every events topic and writes every commands topic. Explicit blocks do not depend on
-``%u``/``%c`` substitution: a pattern applies to every user (the hub included), Mosquitto
-denies every client whose username or client id holds ``+`` or ``#`` once any pattern exists,
-and our ``<tenant>/<hardwareId>`` would fill two topic levels where ``%u`` stands.
-Injection is prevented by the names themselves: a tenant id is a lowercase slug and a hardware
-id is ``[A-Za-z0-9][A-Za-z0-9._@-]*`` here, so neither can hold an MQTT wildcard (``+``, ``#``), a topic separator beyond the one we
-put, whitespace, a line break (a new ACL directive) or ``:`` (the password file's separator;
-hardware ids that contain one cannot get an MQTT credential). The broker is also told
-``use_username_as_clientid true``, so a device cannot take over another device's session by
-choosing its client id.
+``%u``/``%c`` substitution: a pattern applies to every user (the hub included), Mosquitto denies
+every client whose username or client id holds ``+`` or ``#`` once any pattern exists, and our
+``<tenant>/<hardwareId>`` would fill two topic levels where ``%u`` stands. Injection is prevented by
+the names themselves: a tenant id is a lowercase slug and a hardware id is
+``[A-Za-z0-9][A-Za-z0-9._@-]*`` here, so neither can hold an MQTT wildcard (``+``, ``#``), a topic
+separator beyond the one we put, whitespace, a line break (a new ACL directive) or ``:`` (the
+password file's separator; hardware ids that contain one cannot get an MQTT credential). The broker
+is also told ``use_username_as_clientid true``, so a device cannot take over another device's
+session by choosing its client id.
 """
 
 from __future__ import annotations
