@@ -10,13 +10,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+class MeterSourceSettings(BaseModel):
+    """One meter port ``gridhub serve`` reads itself (issue #6): ``[[meter_sources]]`` in TOML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="serial:///dev/ttyUSB0, tcp://host:port or file://path")
+    tenant: str
+    protocol: Literal["dsmr", "iec62056"] = "dsmr"
+    zone: str = Field("Europe/Amsterdam", description="the meter clock's time zone")
+    hardware_id: str | None = Field(None, description="overrides the id in the telegram")
+    baud: int | None = Field(None, ge=50, le=4_000_000, description="default per protocol")
+    serial_mode: Literal["8N1", "7E1"] | None = None
+    iec_poll_s: float = Field(0.0, ge=0, description="> 0: request a mode C readout this often")
 
 
 class Settings(BaseSettings):
@@ -45,6 +60,21 @@ class Settings(BaseSettings):
         20.0, ge=0, description="longest wait to fill a batch, when 64+ submissions are waiting"
     )
     confirm_timeout_s: float = Field(30.0, gt=0, description="HTTP wait for durability")
+    # devices (issue #6): broker credentials, TLS, meter ports read directly
+    mqtt_auth: bool = Field(
+        False, description="embedded broker: per-device passwords and ACLs (needs Mosquitto)"
+    )
+    mqtt_username: str | None = Field(None, description="the hub's user on an external broker")
+    mqtt_password: str | None = Field(None, description="its password", repr=False)
+    mqtt_ca_file: Path | None = Field(None, description="CA to trust for an mqtts:// broker")
+    mqtt_listen_host: str = Field("127.0.0.1", description="embedded broker's address")
+    mqtt_listen_port: int = Field(0, ge=0, le=65535, description="embedded broker; 0: free")
+    mqtts_port: int = Field(8883, ge=0, le=65535, description="embedded MQTT over TLS; 0: free")
+    tls_cert: Path | None = Field(None, description="PEM certificate: HTTPS and MQTTS")
+    tls_key: Path | None = Field(None, description="its PEM private key")
+    meter_sources: list[MeterSourceSettings] = Field(
+        default_factory=list, description="meter ports (P1, IEC 62056-21) read by serve"
+    )
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )
@@ -52,9 +82,22 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("mqtt://", "tcp://")):
-            raise ValueError("mqtt_url must look like mqtt://host:port")
+        if value is not None and not value.startswith(("mqtt://", "tcp://", "mqtts://")):
+            raise ValueError("mqtt_url must look like mqtt://host:port or mqtts://host:port")
         return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if (self.mqtt_username is None) != (self.mqtt_password is None):
+            raise ValueError("mqtt_username and mqtt_password go together")
+        return self
+
+    @property
+    def mqtt_auth_dir(self) -> Path:
+        """Where the hub writes the broker's password and ACL files."""
+        return self.data_dir / "mqtt"
 
     @property
     def db_path(self) -> Path:

@@ -13,11 +13,14 @@ from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
 from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.topologies import TopologyService
-from gridhub.ingest.embedded_broker import EmbeddedBroker
+from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
+from gridhub.ingest.meter_reader import MeterReader
 from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline, Receipt
 from gridhub.ingest.validate import Envelope, Limits
+from gridhub.services.devices import DeviceTypes, MqttCredentials
 from gridhub.services.query import QueryService
+from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
@@ -37,6 +40,9 @@ class Hub:
     query: QueryService
     topologies: TopologyService
     outages: OutageMonitor
+    device_types: DeviceTypes
+    mqtt_credentials: MqttCredentials
+    meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
@@ -53,23 +59,48 @@ class Hub:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
         self.pipeline.start()
         self.outages.start()
+        # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
+        self.meter_readers = [
+            MeterReader(source, self.pipeline, self.registry)
+            for source in self.settings.meter_sources
+        ]
+        for reader in self.meter_readers:
+            reader.start()
         if not mqtt:
             return
-        url = self.settings.mqtt_url
-        mqtt5 = self.settings.mqtt_protocol == "5"
+        s = self.settings
+        url = s.mqtt_url
+        mqtt5 = s.mqtt_protocol == "5"
+        username, password = s.mqtt_username, s.mqtt_password
         if url is None:
-            self.broker = EmbeddedBroker()
+            auth = tls = None
+            if s.mqtt_auth:  # the hub's own user for this run, then the files
+                username, password = self.mqtt_credentials.runtime_hub_credential()
+                files = self.mqtt_credentials.write_files(s.mqtt_auth_dir)
+                auth = MosquittoAuth(files.password_file, files.acl_file)
+            if s.tls_cert is not None and s.tls_key is not None:
+                tls = MosquittoTls(s.tls_cert.resolve(), s.tls_key.resolve(), s.mqtts_port)
+            self.broker = EmbeddedBroker(s.mqtt_listen_host, s.mqtt_listen_port, auth=auth, tls=tls)
             self.broker.start()
             url = self.broker.url
             mqtt5 = self.broker.kind == "mosquitto"  # amqtt speaks MQTT 3.1.1 only
         self.mqtt = MqttSource(
             self.pipeline,
             url,
-            client_id=self.settings.mqtt_client_id,
-            topic=self.settings.mqtt_topic,
+            # with auth the embedded broker uses the username as client id anyway
+            client_id=username if s.mqtt_auth and username else s.mqtt_client_id,
+            topic=s.mqtt_topic,
             mqtt5=mqtt5,
+            username=username,
+            password=password,
+            ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file is not None else None,
         )
         self.mqtt.start()
+
+    def reload_broker(self, _files: object = None) -> None:
+        """After a credential change: the embedded Mosquitto re-reads its files (SIGHUP)."""
+        if self.broker is not None and self.settings.mqtt_auth and self.broker.running:
+            self.broker.reload()
 
     @property
     def mqtt_url(self) -> str | None:
@@ -77,6 +108,8 @@ class Hub:
 
     def stop(self) -> None:
         # intake first, so an MQTT callback waiting for buffer room lets paho's thread finish
+        for reader in self.meter_readers:
+            reader.stop()
         self.pipeline.close_intake()
         if self.mqtt is not None:
             self.mqtt.stop()
@@ -115,7 +148,11 @@ def build_hub(settings: Settings) -> Hub:
 
     outages = OutageMonitor(topologies, registry, store, write_back)
     pipeline.add_listener(outages.observe)
-    return Hub(
+    devices_catalog = DevicesCatalog(db)
+    credentials = MqttCredentials(
+        devices_catalog, registry, settings.mqtt_auth_dir if settings.mqtt_auth else None
+    )
+    hub = Hub(
         settings=settings,
         db=db,
         store=store,
@@ -125,7 +162,11 @@ def build_hub(settings: Settings) -> Hub:
         query=QueryService(store, registry),
         topologies=topologies,
         outages=outages,
+        device_types=DeviceTypes(devices_catalog, registry),
+        mqtt_credentials=credentials,
     )
+    credentials.on_change = hub.reload_broker
+    return hub
 
 
 def _log_refused(receipt: Receipt) -> None:

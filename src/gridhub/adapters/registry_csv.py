@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
@@ -85,9 +85,16 @@ MAX_DEVICE_TYPE_LENGTH = 64
 
 
 def parse_registry(
-    data: Iterable[str] | TextIO, tenant: str, *, max_rows: int = 100_000
+    data: Iterable[str] | TextIO,
+    tenant: str,
+    *,
+    max_rows: int = 100_000,
+    device_types: Container[str] | None = None,
 ) -> RegistryImport:
     """Read a registry sheet of ``tenant`` into sites, devices and row errors.
+
+    With ``device_types`` (the tenant's built-in and own types), a row naming another type is
+    an error: a misspelt type would leave the device without expectations for completeness.
 
     Raises :class:`~gridhub.errors.InvalidRequest` when the sheet as a whole cannot be used: no
     header, a required or unknown column, or more than ``max_rows`` data rows (the import is all
@@ -110,6 +117,10 @@ def parse_registry(
             raise InvalidRequest(f"more than {max_rows} data rows; split the file")
         try:
             device, site_id, attributes = _row(line, header, splitter, tenant)
+            if device_types is not None and device.device_type not in device_types:
+                raise InvalidRequest(
+                    f"deviceType {device.device_type!r} is not a device type of this tenant"
+                )
             if device.hardware_id in device_lines:
                 raise InvalidRequest(
                     f"hardwareId {device.hardware_id!r} is already on line "

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from gridhub import __version__
 from gridhub.api import errors
+from gridhub.api.routes import devices as devices_routes
 from gridhub.api.routes import (
     faults,
     health,
@@ -31,4 +32,6 @@ def create_app(hub: Hub) -> FastAPI:
     for module in (health, tenants, ingest, imports, telegrams, query, faults, topology):
         app.include_router(module.router)
     app.include_router(query.admin_router)
+    for router in (devices_routes.router, devices_routes.admin_router):
+        app.include_router(router)
     return app

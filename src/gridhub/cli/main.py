@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from gridhub.cli import demo as demo_cmd
+from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
 from gridhub.cli import topology as topology_cmd
@@ -44,6 +45,8 @@ app.command("demo")(demo_cmd.demo)
 app.command("simulate")(simulate.simulate)
 app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
+app.add_typer(devices_cmd.mqtt_app, name="mqtt")
+app.add_typer(devices_cmd.certs_app, name="certs")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")
@@ -63,13 +66,23 @@ def serve(
     log_format: Annotated[
         str, typer.Option(help="text, or json (one object per line, for a log collector)")
     ] = "text",
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: serve HTTPS (and MQTTS, embedded broker)")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="its PEM private key")] = None,
 ) -> None:
     """Run the hub: HTTP API and MQTT ingest (an embedded broker unless --mqtt-url is given)."""
     if log_format not in ("text", "json"):
         raise typer.BadParameter("--log-format is text or json")
     setup_logging(log_level, log_format)
     settings = load_settings(
-        config, data_dir=data_dir, http_host=host, http_port=port, mqtt_url=mqtt_url
+        config,
+        data_dir=data_dir,
+        http_host=host,
+        http_port=port,
+        mqtt_url=mqtt_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     try:
         hub = build_hub(settings)
@@ -83,8 +96,14 @@ def serve(
         )
     try:
         hub.start()
-        server = ApiServer(hub, settings.http_host, settings.http_port)
-    except (OSError, ConnectionError, RuntimeError) as exc:
+        server = ApiServer(
+            hub,
+            settings.http_host,
+            settings.http_port,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        )
+    except (OSError, ConnectionError, RuntimeError, ConfigError) as exc:
         hub.stop()
         err_console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -94,6 +113,7 @@ def serve(
             f"[bold green]gridhub[/bold green] API  {server.url}  (docs {server.url}/docs)"
         )
         console.print(f"MQTT ingest  {hub.mqtt_url}  topic gridhub/<tenant>/<hardwareId>/events")
+        devices_cmd.print_serve_extras(hub)
         console.print(f"data  {settings.db_path.resolve()}")
 
     signal.signal(signal.SIGTERM, lambda *_: setattr(server.server, "should_exit", True))

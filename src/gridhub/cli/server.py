@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
@@ -31,11 +32,26 @@ def bind(host: str, port: int) -> socket.socket:
 class ApiServer:
     """uvicorn in a thread or in the foreground, over a pre-bound socket."""
 
-    def __init__(self, hub: Hub, host: str, port: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        host: str,
+        port: int,
+        *,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
+        """With ``tls_cert`` and ``tls_key`` (PEM files) it serves HTTPS only."""
+        self.tls = tls_cert is not None and tls_key is not None
         self.sock = bind(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(
-            create_app(hub), log_level="warning", access_log=False, lifespan="off"
+            create_app(hub),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=str(tls_cert) if self.tls else None,
+            ssl_keyfile=str(tls_key) if self.tls else None,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -43,7 +59,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in str(self.host) else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def run(self, on_started: Callable[[], None] | None = None) -> None:
         """Serve in this thread until :meth:`stop` or Ctrl-C."""

@@ -11,19 +11,42 @@ from __future__ import annotations
 import atexit
 import functools
 import math
+import os
+import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from gridhub.ingest.broker_common import PORT_ATTEMPTS, start_failure
 from gridhub.ingest.broker_common import broker_log as log
 
-__all__ = ["MosquittoRunner"]
+__all__ = ["MosquittoAuth", "MosquittoRunner", "MosquittoTls"]
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoAuth:
+    """Password and ACL files (see :mod:`gridhub.access.mqtt_auth`); anonymous access is off."""
+
+    password_file: Path
+    acl_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoTls:
+    """A second, TLS listener (MQTTS): its port (0 picks a free one), certificate and key."""
+
+    certfile: Path
+    keyfile: Path
+    port: int = 0
+    host: str | None = None  # default: the plain listener's address
+
 
 #: Per-client bound on the QoS 1/2 messages Mosquitto keeps for a disconnected session; beyond
 #: it, Mosquitto drops new messages (logging a notice). Its default, 1000, is under a minute of
@@ -66,8 +89,13 @@ class MosquittoRunner:
         stop_timeout: float,
         session_expiry_s: int | None,
         pick_port: Callable[[str], int],
+        auth: MosquittoAuth | None = None,
+        tls: MosquittoTls | None = None,
     ) -> None:
         self._binary = binary
+        self._auth = auth
+        self._tls = tls
+        self.tls_port = 0
         self._host = host
         self._requested_port = requested_port
         self._start_timeout = start_timeout
@@ -98,6 +126,8 @@ class MosquittoRunner:
         try:
             for attempt in range(1, attempts + 1):
                 port = self._requested_port or self._pick_port(self._host)
+                if self._tls is not None:
+                    self.tls_port = self._tls.port or self._pick_port(self._tls.host or self._host)
                 if self._launch(port, deadline, may_retry=attempt < attempts):
                     self._serving = True
                     return port
@@ -106,6 +136,13 @@ class MosquittoRunner:
             self.stop()
             raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files (its listeners stay)."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise RuntimeError("the embedded Mosquitto is not running")
+        process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """Terminate Mosquitto (SIGTERM, then SIGKILL after ``stop_timeout``), delete its files."""
@@ -189,8 +226,7 @@ class MosquittoRunner:
         lines = [
             "# Written by gridhub for its embedded broker; deleted when the broker stops.",
             f"listener {port} {self._host}",
-            # Without credentials, as amqtt; the listener is on loopback unless asked otherwise.
-            "allow_anonymous true",
+            *self._access_lines(),
             # Sessions live in memory, as with amqtt: no database file to manage or to go stale.
             "persistence false",
             # No limit on unacknowledged QoS 1 messages per MQTT 3.1.1 client (an MQTT 5 client
@@ -230,6 +266,39 @@ class MosquittoRunner:
                 )
             lines.append(f"persistent_client_expiration {hours}h")
         return "\n".join(lines) + "\n"
+
+    def _access_lines(self) -> list[str]:
+        """Who may connect (and, with a TLS listener, how)."""
+        lines: list[str] = []
+        # paths absolute: Mosquitto runs in its temp directory (relative ones would miss)
+        if self._auth is None:
+            # Without credentials, as amqtt; the listener is on loopback unless asked otherwise.
+            lines.append("allow_anonymous true")
+        else:
+            lines += [
+                # per_listener_settings is false (the default): these apply to every listener
+                "allow_anonymous false",
+                f"password_file {self._auth.password_file.resolve()}",
+                f"acl_file {self._auth.acl_file.resolve()}",
+                # the client id is the username: no device can take over another's session
+                "use_username_as_clientid true",
+            ]
+        if self._auth is not None or self._tls is not None:
+            # Mosquitto started as root drops to the user "mosquitto", which cannot read the
+            # hub's 0600 files (passwords, TLS key); a private broker keeps the hub's own user
+            # (for a hub not run as root, Mosquitto ignores this line).
+            lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")
+        if self._tls is not None:
+            lines += [
+                f"listener {self.tls_port} {self._tls.host or self._host}",
+                f"certfile {self._tls.certfile.resolve()}",
+                f"keyfile {self._tls.keyfile.resolve()}",
+                "tls_version tlsv1.2",
+            ]
+        for line in lines:
+            if "\n" in line or "\r" in line:
+                raise ValueError(f"a Mosquitto config line may not hold a line break: {line!r}")
+        return lines
 
     def _log_path(self) -> Path:
         assert self._workdir is not None

@@ -55,9 +55,10 @@ from typing import Any, Literal, Protocol, Self
 from gridhub.ingest import broker_amqtt
 from gridhub.ingest.broker_amqtt import AmqttRunner as _AmqttRunner
 from gridhub.ingest.broker_common import pick_free_port as _pick_free_port
+from gridhub.ingest.broker_mosquitto import MosquittoAuth, MosquittoTls
 from gridhub.ingest.broker_mosquitto import MosquittoRunner as _MosquittoRunner
 
-__all__ = ["BrokerKind", "EmbeddedBroker"]
+__all__ = ["BrokerKind", "EmbeddedBroker", "MosquittoAuth", "MosquittoTls"]
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,13 @@ class EmbeddedBroker:
         stop_timeout: float = 10.0,
         session_expiry_s: int | None = None,
         prefer: str = "auto",
+        auth: MosquittoAuth | None = None,
+        tls: MosquittoTls | None = None,
     ) -> None:
         """Configure the broker and choose its kind; nothing is bound or started yet.
+
+        ``auth`` (password and ACL files) and ``tls`` (a second, MQTTS listener) need Mosquitto:
+        amqtt enforces neither, so with them the broker refuses to fall back to it.
 
         ``session_expiry_s`` drops persistent sessions (and the messages queued for them) that
         stayed disconnected that long; ``None`` keeps them while the broker runs. Mosquitto counts
@@ -133,6 +139,13 @@ class EmbeddedBroker:
                 f"found on PATH or in {', '.join(_MOSQUITTO_PATHS)}; install Mosquitto "
                 "(e.g. 'apt install mosquitto') or use prefer='auto'"
             )
+        if (auth is not None or tls is not None) and binary is None:
+            raise RuntimeError(
+                "MQTT authentication/ACLs and MQTT over TLS need Mosquitto (amqtt enforces "
+                f"neither), and no mosquitto binary was found on PATH or in "
+                f"{', '.join(_MOSQUITTO_PATHS)}; install Mosquitto (e.g. 'apt install mosquitto')"
+            )
+        self._auth, self._tls = auth, tls
         self._kind: BrokerKind = "mosquitto" if binary is not None else "amqtt"
         self._mosquitto = binary
         self._fell_back = prefer == "auto" and binary is None
@@ -168,6 +181,22 @@ class EmbeddedBroker:
         if self._port == 0:
             raise RuntimeError("the embedded broker has no port yet; call start() first")
         return f"mqtt://{self._host}:{self._port}"
+
+    @property
+    def tls_url(self) -> str | None:
+        """Where clients connect over TLS, e.g. ``mqtts://127.0.0.1:53212``; None without TLS."""
+        runner = self._runner
+        if self._tls is None or not isinstance(runner, _MosquittoRunner) or not runner.tls_port:
+            return None
+        return f"mqtts://{self._tls.host or self._host}:{runner.tls_port}"
+
+    def reload(self) -> None:
+        """Make Mosquitto re-read its password and ACL files (SIGHUP); amqtt has none."""
+        with self._lock:
+            runner = self._runner
+            if not isinstance(runner, _MosquittoRunner):
+                raise RuntimeError("only a running embedded Mosquitto can reload its files")
+            runner.reload()
 
     @property
     def running(self) -> bool:
@@ -239,6 +268,8 @@ class EmbeddedBroker:
                 stop_timeout=self._stop_timeout,
                 session_expiry_s=self._session_expiry_s,
                 pick_port=_pick_free_port,
+                auth=self._auth,
+                tls=self._tls,
             )
         return _AmqttRunner(
             self._host,

@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
     parsed = urlparse(url)
-    return parsed.hostname or "127.0.0.1", parsed.port or 1883
+    return parsed.hostname or "127.0.0.1", parsed.port or (
+        8883 if parsed.scheme == "mqtts" else 1883
+    )
 
 
 def topic_parts(topic: str) -> tuple[str, str] | None:
@@ -59,7 +61,12 @@ class MqttSource:
         mqtt5: bool = True,
         receive_maximum: int = 65_535,
         session_expiry_s: int = 7 * 86_400,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
+        """``mqtts://`` URLs connect with TLS, verifying the broker against ``ca_file`` (else
+        the system's CAs); ``username``/``password`` log in (a broker with ``mqtt_auth``)."""
         self._pipeline = pipeline
         self.host, self.port = parse_mqtt_url(url)
         self.url = url
@@ -89,6 +96,10 @@ class MqttSource:
                 clean_session=False,
                 manual_ack=True,
             )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if urlparse(url).scheme == "mqtts":
+            self._client.tls_set(ca_certs=ca_file)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

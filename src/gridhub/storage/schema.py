@@ -139,6 +139,26 @@ MIGRATIONS: tuple[str, ...] = (
         updated TIMESTAMPTZ NOT NULL
     );
     """,
+    # 5: devices (issue #6): tenant-defined device types; MQTT credentials (only their hashes)
+    """
+    CREATE TABLE IF NOT EXISTS device_types (
+        tenant VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        description VARCHAR NOT NULL,
+        identifiers VARCHAR[] NOT NULL,
+        interval_s INTEGER,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE IF NOT EXISTS mqtt_credentials (
+        username VARCHAR PRIMARY KEY,
+        tenant VARCHAR,
+        hardware_id VARCHAR,
+        role VARCHAR NOT NULL,
+        hash VARCHAR NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        rotated TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 

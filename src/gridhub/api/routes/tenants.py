@@ -160,6 +160,7 @@ def list_devices(
 @router.post("/{tenant}/devices", status_code=status.HTTP_201_CREATED, summary="Register a device")
 def register_device(tenant: str, body: DeviceBody, hub: HubDep, who: PrincipalDep) -> DeviceBody:
     who.require_admin(tenant)
+    hub.device_types.check(tenant, body.device_type)
     hub.registry.register_devices(
         [Device(tenant, body.hardware_id, body.device_type, body.site, body.name)]
     )
@@ -170,8 +171,9 @@ def register_device(tenant: str, body: DeviceBody, hub: HubDep, who: PrincipalDe
     "/{tenant}/devices/import",
     summary="Bulk registration from CSV (text/csv body)",
     description="Columns: hardwareId, deviceType, site, name, location, pilotPhase, experiment, "
-    "applianceTypes (| separated), hasPv. Nothing is registered if any row is wrong; "
-    "dry_run=true only reports.",
+    "applianceTypes (| separated), hasPv. deviceType must be a built-in or tenant-defined type "
+    "(GET .../device-types). Nothing is registered if any row is wrong; dry_run=true only "
+    "reports.",
 )
 async def import_devices(
     tenant: str,
@@ -190,7 +192,10 @@ async def import_devices(
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"CSV is not UTF-8: {exc}") from None
-    parsed = await run_in_threadpool(parse_registry, io.StringIO(text), tenant)
+    types = hub.device_types.names(tenant)
+    parsed = await run_in_threadpool(
+        lambda: parse_registry(io.StringIO(text), tenant, device_types=types)
+    )
     errors = [f"line {e.line}: {e.message}" for e in parsed.errors]
     if errors:
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
