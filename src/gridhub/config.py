@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     batch_rows: int = Field(50_000, ge=1, description="most readings in one store write")
     batch_delay_ms: float = Field(20.0, ge=0, description="longest wait to fill a batch")
     confirm_timeout_s: float = Field(30.0, gt=0, description="HTTP wait for durability")
+    # outbound commands (O1): time to live, timed sends, backoff between them
+    command_ttl_s: float = Field(3600.0, gt=0, description="default time to live of a command")
+    command_max_attempts: int = Field(5, ge=1, le=50, description="timed sends per command")
+    command_retry_s: float = Field(30.0, gt=0, description="first resend delay (then doubling)")
+    command_retry_max_s: float = Field(600.0, gt=0, description="longest delay between resends")
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )

@@ -14,9 +14,13 @@ from gridhub.ingest.embedded_broker import EmbeddedBroker
 from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline
 from gridhub.ingest.validate import Limits
+from gridhub.outbound.mqtt_publisher import MqttPublisher
+from gridhub.services.commands import CommandService, command_config
 from gridhub.services.query import QueryService
+from gridhub.services.tariffs import TariffService
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
+from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,10 @@ class Hub:
     tokens: TokenService
     pipeline: Pipeline
     query: QueryService
+    commands: CommandService
+    tariffs: TariffService
     mqtt: MqttSource | None = None
+    publisher: MqttPublisher | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
 
@@ -47,6 +54,7 @@ class Hub:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
         self.pipeline.start()
         if not mqtt:
+            self.commands.start(None)  # no transport: commands wait, then expire
             return
         url = self.settings.mqtt_url
         mqtt5 = self.settings.mqtt_protocol == "5"
@@ -63,6 +71,9 @@ class Hub:
             mqtt5=mqtt5,
         )
         self.mqtt.start()
+        self.publisher = MqttPublisher(url, client_id=f"{self.settings.mqtt_client_id}-outbound")
+        self.publisher.start()
+        self.commands.start(self.publisher)
 
     @property
     def mqtt_url(self) -> str | None:
@@ -75,6 +86,10 @@ class Hub:
             self.mqtt.stop()
             self.mqtt = None
         self.pipeline.stop()
+        self.commands.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -94,6 +109,9 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
+    outbound = OutboundStore(db)
+    commands = CommandService(outbound, registry, command_config(settings))
+    pipeline.add_observer(commands.observe)  # acks and devices heard from
     return Hub(
         settings=settings,
         db=db,
@@ -102,4 +120,6 @@ def build_hub(settings: Settings) -> Hub:
         tokens=TokenService(catalog),
         pipeline=pipeline,
         query=QueryService(store, registry),
+        commands=commands,
+        tariffs=TariffService(outbound, registry, commands),
     )

@@ -6,7 +6,17 @@ from fastapi import FastAPI
 
 from gridhub import __version__
 from gridhub.api import errors
-from gridhub.api.routes import faults, health, imports, ingest, query, telegrams, tenants
+from gridhub.api.routes import (
+    commands,
+    faults,
+    health,
+    imports,
+    ingest,
+    query,
+    tariffs,
+    telegrams,
+    tenants,
+)
 from gridhub.hub import Hub
 
 
@@ -19,7 +29,7 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     errors.install(app)
-    for module in (health, tenants, ingest, imports, telegrams, query, faults):
+    for module in (health, tenants, ingest, imports, telegrams, query, faults, commands, tariffs):
         app.include_router(module.router)
     app.include_router(query.admin_router)
     return app

@@ -154,6 +154,15 @@ class Pipeline:
         # readings stored but not yet folded into the rollups (Store.merge_rollups)
         self._unmerged = 1  # unknown at start: a leftover from a crash is merged first
         self._last_merge = time.monotonic()
+        # told about every committed batch (e.g. the command service matching Acknowledges)
+        self._observers: list[Callable[[list[Prepared]], None]] = []
+
+    def add_observer(self, observer: Callable[[list[Prepared]], None]) -> None:
+        """Call ``observer`` with the stored items of each batch, after its commit.
+
+        It runs on the writer thread, so it must be quick; what it raises is logged.
+        """
+        self._observers.append(observer)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -319,6 +328,13 @@ class Pipeline:
                 pending.on_done(pending.receipt)
             except Exception:  # a failing callback must not stop the writer
                 log.exception("ingest confirmation callback failed")
+        if self._observers:
+            stored = [i for p in taken for i in p.items if i.dead_letter is None]
+            for observer in self._observers:
+                try:
+                    observer(stored)
+                except Exception:  # an observer's bug must not stop the writer
+                    log.exception("pipeline observer failed")
 
     def simulate_store_outage(self, seconds: float) -> None:
         """Fault injection (S3): every store write fails for ``seconds``, as in a real outage."""
