@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from gridhub.access.tokens import Principal
 from gridhub.cli.server import ApiServer
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.hub import Hub, build_hub
+from gridhub.storage.base import AckRecord, WriteBatch
 from helpers import make_settings, wait_for
 from outbound_devices import SimDevice
 
@@ -268,3 +270,33 @@ def test_statuses_and_retries_survive_a_restart(tmp_path: Path, mosquitto_url: s
         assert plug.ids() == [waiting["id"]]
     finally:
         second.stop()
+
+
+def test_ack_stored_while_down_is_matched_on_start(tmp_path: Path) -> None:
+    """An Acknowledge committed but not yet applied (a crash in between) is found on start."""
+    hub = build_hub(make_settings(tmp_path))
+    hub.registry.create_tenant(Tenant("acks", "Acks"))
+    hub.registry.register_devices([Device("acks", "m1", "smart-meter")])
+    hub.start(mqtt=False)  # no transport: the command stays pending
+    who = Principal("t1", "acks", "admin")
+    inv, created = hub.commands.invoke(who, "acks", "m1", "ping", {})
+    other, _ = hub.commands.invoke(who, "acks", "m1", "ping", {})
+    assert created and hub.commands.get("acks", inv.id).status == "pending"
+    hub.stop()
+    hub = build_hub(make_settings(tmp_path))
+    try:
+        now_us = int(inv.created * 1e6)
+        hub.store.write(
+            WriteBatch(
+                acks=[
+                    AckRecord("acks", "m1", now_us, inv.id, "pong", now_us),
+                    AckRecord("acks", "m2", now_us, other.id, "not its device", now_us),
+                ]
+            )
+        )
+        hub.start(mqtt=False)
+        assert hub.commands.get("acks", inv.id).status == "acknowledged"
+        assert hub.commands.get("acks", inv.id).response == "pong"
+        assert hub.commands.get("acks", other.id).status == "pending"
+    finally:
+        hub.stop()
