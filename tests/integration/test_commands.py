@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +304,41 @@ def test_ack_stored_while_down_is_matched_on_start(tmp_path: Path) -> None:
         assert hub.commands.get("acks", other.id).status == "pending"
     finally:
         hub.stop()
+
+
+def gridhub(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gridhub.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_cli_command_send_status_and_tariff(running: Running) -> None:
+    boiler = running.device("hh1-boiler")
+    boiler.connect()
+    secret = running.client.headers["Authorization"].removeprefix("Bearer ")
+    common = ["--tenant", running.tenant, "--url", running.server.url, "--token", secret]
+    sent = gridhub("command", "send", "hh1-boiler", "setSetpoint", "-p", "temperature=55",
+                   "--wait", "30", *common)  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert "acknowledged" in sent.stdout and "setSetpoint → hh1-boiler" in sent.stdout
+    invocation = sent.stdout.split()[0]
+    shown = gridhub("command", "status", invocation, *common)
+    assert shown.returncode == 0 and "acknowledged" in shown.stdout
+    bad = gridhub("command", "send", "hh1-boiler", "setSetpoint", "-p", "temperature=hot",
+                  *common)  # fmt: skip
+    assert bad.returncode == 1 and "expected Double" in bad.stderr
+    day = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    published = gridhub("tariff", "publish", "--site", "hh1", "--day", day,
+                        "--period", "00:00-07:00=0.18:night", "--period", "07:00-24:00=0.3",
+                        *common)  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    assert f"tou {day}  1 households, 3 devices" in published.stdout
+    listed = gridhub("tariff", "list", "--from", day, "--to", day, *common)
+    assert listed.returncode == 0 and "00:00-07:00=0.18 07:00-24:00=0.3" in listed.stdout
+    wrong = gridhub("tariff", "publish", "--site", "hh1", "--day", day,
+                    "--period", "00:00-07:00=0.18", *common)  # fmt: skip
+    assert wrong.returncode == 1 and "must end at 24:00" in wrong.stderr

@@ -16,6 +16,7 @@ import typer
 from gridhub.cli import demo as demo_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
+from gridhub.cli import outbound as outbound_cmd
 from gridhub.cli.common import api_call, console, err_console, load_settings, setup_logging
 from gridhub.cli.server import ApiServer
 from gridhub.errors import ConfigError
@@ -34,6 +35,8 @@ app.command("demo")(demo_cmd.demo)
 app.command("simulate")(simulate.simulate)
 app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
+app.add_typer(outbound_cmd.command_app, name="command")
+app.add_typer(outbound_cmd.tariff_app, name="tariff")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")
