@@ -216,6 +216,12 @@ def test_idempotency_key_never_creates_two(running: Running) -> None:
     clash = running.invoke("hh1-meter", "setLimit", parameters={"limitKw": 9},
                            idempotency_key="k-1")  # fmt: skip
     assert clash.status_code == 409 and first.json()["id"] in clash.json()["detail"]
+    header = running.client.post(
+        f"/api/v1/tenants/{running.tenant}/devices/hh1-meter/commands",
+        json={"command": "setLimit", "parameters": {"limitKw": 3.5}},
+        headers={"Idempotency-Key": "k-1"},
+    )
+    assert header.status_code == 200 and header.json()["id"] == first.json()["id"]
     listed = running.client.get(f"/api/v1/tenants/{running.tenant}/commands").json()
     assert len(listed) == 1
 

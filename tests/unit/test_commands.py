@@ -8,7 +8,9 @@ import pytest
 
 from gridhub.domain import commands as cmd
 from gridhub.domain.commands import Action, Invocation, RetryPolicy, Status
+from gridhub.domain.messages import decode_command
 from gridhub.errors import InvalidRequest
+from gridhub.services.commands import to_message
 
 POLICY = RetryPolicy(base_s=10.0, max_delay_s=60.0)
 
@@ -139,3 +141,23 @@ def test_device_seen_again_gets_one_more_send() -> None:
     assert cmd.next_action(inv, 50.0, seen_at=-1.0, resend_gap=10.0) is Action.WAIT  # before
     inv = cmd.mark_sent(inv, 50.0, POLICY)
     assert cmd.next_action(inv, 70.0, seen_at=60.0, resend_gap=10.0) is Action.WAIT  # 2 × max
+
+
+def test_message_round_trip() -> None:
+    """What the hub publishes decodes as the seed 002 §4.5.3 command message."""
+    s = spec("setTariff")
+    periods = [{"start": "00:00", "end": "24:00", "price": 0.2, "label": ""}]
+    params = {"tariffId": "t1", "kind": "tou", "day": "2026-11-23", "currency": "EUR",
+              "unit": "EUR/kWh", "periods": periods}  # fmt: skip
+    inv = replace(fresh(command="setTariff", origin="t1"), parameters=params, created=1.7e9)
+    decoded = decode_command(to_message(inv, s)).command
+    assert decoded.command.name == "setTariff"
+    assert [p.name for p in decoded.command.parameters][:2] == ["tariffId", "kind"]
+    assert decoded.invocation.id == inv.id and decoded.invocation.status == "Pending"
+    assert decoded.invocation.eventDate.startswith("2023-11-14T22:13:20")
+    assert decoded.invocation.parameterValues["periods"] == (
+        '[{"start":"00:00","end":"24:00","price":0.2,"label":""}]'
+    )
+    assert decoded.invocation.metadata["origin"] == "t1"
+    assert decoded.invocation.metadata["attempt"] == "1"
+    assert decoded.parameters == params
