@@ -370,16 +370,17 @@ class CommandService:
         self._publisher = publisher
         opened = self._store.open_invocations()
         now = self._clock()
+        stored_acks = self._store.acks_for(opened)
         with self._lock:
             for inv in opened:
                 self._track(inv)
+            by_id = {i.id: i for i in opened}
             changed = self._apply_acks(
-                [(i.tenant, i.device, eid, resp) for eid, resp, _ts in self._store.acks_for(opened)
-                 for i in (self._open.get(eid),) if i is not None],
+                [(by_id[eid].tenant, by_id[eid].device, eid, resp)
+                 for eid, resp, _ts in stored_acks],
                 now,
             )  # fmt: skip
-        if changed:
-            self._store.save(changed)
+        self._commit(changed)
         log.info("commands: %d open invocations resumed", len(self._open))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="gridhub-commands", daemon=True)
@@ -394,25 +395,35 @@ class CommandService:
             self._thread = None
 
     def _apply_acks(self, acks: list[tuple[str, str, str, str]], now: float) -> list[Invocation]:
-        changed = []
+        """The open invocations these acks finish (memory is changed by :meth:`_commit`)."""
+        changed: dict[str, Invocation] = {}
         for tenant, device, event_id, response in acks:
             inv = self._open.get(event_id)
-            if inv is None or (inv.tenant, inv.device) != (tenant, device):
+            if inv is None or (inv.tenant, inv.device) != (tenant, device) or event_id in changed:
                 log.info("ack from %s/%s for %r matches no open command", tenant, device,
                          event_id[:64])  # fmt: skip
                 continue
-            done = cmd.apply_ack(inv, response, now)
-            changed.append(done)
-            self._forget(inv.id)
-        return changed
+            changed[event_id] = cmd.apply_ack(inv, response, now)
+        return list(changed.values())
+
+    def _commit(self, finished: list[Invocation]) -> None:
+        """Store final states first, then stop tracking them: if the store fails they stay
+        open in memory and are decided again on the next tick."""
+        if not finished:
+            return
+        self._store.save(finished)
+        with self._lock:
+            for inv in finished:
+                self._forget(inv.id)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 wait = self.tick()
             except Exception:  # the store is down, or a bug: keep the dispatcher alive
-                log.exception("command dispatcher failed; retrying")
-                wait = 1.0
+                log.exception("command dispatcher failed; retrying in 1 s")
+                self._stop.wait(1.0)
+                continue
             with self._lock:
                 if not self._events and not self._stop.is_set():
                     self._wake.wait(wait)
@@ -426,16 +437,22 @@ class CommandService:
             self._events.clear()
             changed = self._apply_acks(acks, now)
             to_send: list[Invocation] = []
+            done = {i.id for i in changed}
             for inv in list(self._open.values()):
+                if inv.id in done:
+                    continue
                 seen = self._seen.get((inv.tenant, inv.device))
                 action = cmd.next_action(inv, now, seen, gap)
                 if action is Action.EXPIRE:
                     changed.append(cmd.expire(inv, now))
-                    self._forget(inv.id)
                 elif action is Action.SEND:
                     to_send.append(inv)
-        if changed:
-            self._store.save(changed)
+        try:
+            self._commit(changed)
+        except Exception:
+            with self._lock:  # not stored: hand the acks back, decide again next tick
+                self._events.extendleft(reversed(acks))
+            raise
         for start in range(0, len(to_send), PUBLISH_CHUNK):
             self._send(to_send[start : start + PUBLISH_CHUNK])
         with self._lock:
