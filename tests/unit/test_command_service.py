@@ -83,6 +83,9 @@ def test_retry_schedule_then_expiry(world: tuple) -> None:
     service.tick()
     final = store.get("t", inv.id)
     assert final is not None and (final.status, final.attempts) == (Status.EXPIRED, 3)
+    text = service.render_metrics()
+    assert "gridhub_commands_sent_total 3\n" in text
+    assert "gridhub_commands_expired_total 1\n" in text and "gridhub_commands_open 0\n" in text
 
 
 def test_ack_from_the_right_device_only(world: tuple) -> None:

@@ -158,6 +158,10 @@ class CommandService:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._spec_cache: dict[str, dict[str, Spec]] = {}
+        # counters for /metrics: sends the broker confirmed or not, and final states reached
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("sent", "unsent", *(s.value for s in sorted(cmd.FINAL))), 0
+        )
 
     # -- specs ----------------------------------------------------------------------------------
 
@@ -415,6 +419,7 @@ class CommandService:
         with self._lock:
             for inv in finished:
                 self._forget(inv.id)
+                self.counts[inv.status.value] += 1
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -486,11 +491,23 @@ class CommandService:
                     new = cmd.mark_sent(current, now, self.config.retry)
                 else:
                     new = cmd.mark_unsent(current, now, self.config.retry)
+                self.counts["sent" if ok else "unsent"] += 1
                 self._open[inv.id] = new
                 if new.status != current.status or new.attempts != current.attempts:
                     updated.append(new)
         if updated:
             self._store.save(updated)
+
+    def render_metrics(self) -> str:
+        """Prometheus text: sends, final states reached, and open invocations."""
+        with self._lock:
+            counts, open_now = dict(self.counts), len(self._open)
+        lines = []
+        for name, value in counts.items():
+            metric = f"gridhub_commands_{name}_total"
+            lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
+        lines += ["# TYPE gridhub_commands_open gauge", f"gridhub_commands_open {open_now}"]
+        return "\n".join(lines) + "\n"
 
     def _spec_or_builtin(self, inv: Invocation) -> Spec:
         own = self.tenant_specs(inv.tenant)
