@@ -10,7 +10,7 @@ from gridhub.domain import commands as cmd
 from gridhub.domain.commands import Action, Invocation, RetryPolicy, Status
 from gridhub.domain.messages import decode_command
 from gridhub.errors import InvalidRequest
-from gridhub.services.commands import to_message
+from gridhub.services.command_wire import to_message
 
 POLICY = RetryPolicy(base_s=10.0, max_delay_s=60.0)
 

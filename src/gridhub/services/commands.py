@@ -23,26 +23,16 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-
-import msgspec
 
 from gridhub.access.tokens import Principal
 from gridhub.config import Settings
 from gridhub.domain import commands as cmd
 from gridhub.domain.commands import Action, Invocation, RetryPolicy, Spec, Status
-from gridhub.domain.messages import (
-    CommandEnvelope,
-    CommandInvocation,
-    CommandMessage,
-    CommandParameter,
-    CommandSpec,
-    encode,
-)
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.ingest.validate import Prepared
 from gridhub.outbound.mqtt_publisher import Outgoing, Publisher, command_topic
+from gridhub.services.command_wire import to_message
 from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
 
@@ -52,7 +42,6 @@ __all__ = [
     "CommandService",
     "authorise_outbound",
     "command_config",
-    "to_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,50 +78,6 @@ def command_config(settings: Settings) -> CommandConfig:
         ttl_s=settings.command_ttl_s,
         max_attempts=settings.command_max_attempts,
         retry=RetryPolicy(settings.command_retry_s, settings.command_retry_max_s),
-    )
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return msgspec.json.encode(value).decode()
-    return str(value)
-
-
-def to_message(inv: Invocation, spec: Spec) -> bytes:
-    """The seed 002 §4.5.3 JSON of an invocation (what the device receives)."""
-    return encode(
-        CommandMessage(
-            CommandEnvelope(
-                command=CommandSpec(
-                    name=spec.name,
-                    parameters=[
-                        CommandParameter(p.name, p.type.value, p.required) for p in spec.parameters
-                    ],
-                    namespace="gridhub",
-                    description=spec.description or None,
-                ),
-                invocation=CommandInvocation(
-                    id=inv.id,
-                    eventDate=_iso(inv.created),
-                    initiator="REST",
-                    initiatorId=inv.initiator or None,
-                    parameterValues={k: _as_text(v) for k, v in inv.parameters.items()},
-                    status="Pending",
-                    metadata={
-                        "expires": _iso(inv.expires),
-                        "attempt": str(inv.attempts + 1),
-                        **({"origin": inv.origin} if inv.origin else {}),
-                    },
-                ),
-                parameters=inv.parameters,
-            )
-        )
     )
 
 
