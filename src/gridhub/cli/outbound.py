@@ -119,8 +119,9 @@ def list_commands(
         params["device"] = device
     if state:
         params["status"] = state
-    rows = api_call("GET", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/commands", token,
-                    params=params)  # fmt: skip
+    rows = api_call(
+        "GET", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/commands", token, params=params
+    )
     for inv in rows:
         _show(inv)
     console.print(f"{len(rows)} shown")
@@ -168,15 +169,22 @@ def publish(
             date.fromisoformat(d)
         except ValueError:
             raise typer.BadParameter(f"--day {d!r} is not YYYY-MM-DD") from None
-    body = {"kind": kind, "target": target, "currency": currency, "unit": unit,
-            "days": [{"day": d, "periods": periods} for d in day]}  # fmt: skip
-    answer = api_call("POST", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/tariffs", token,
-                      json=body)  # fmt: skip
+    body = {
+        "kind": kind,
+        "target": target,
+        "currency": currency,
+        "unit": unit,
+        "days": [{"day": d, "periods": periods} for d in day],
+    }
+    answer = api_call(
+        "POST", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/tariffs", token, json=body
+    )
     _refused(answer)
     for t in answer:
         devices = sum(t["delivery"].values())
-        console.print(f"{t['id']}  {t['kind']} {t['day']}  {len(t['sites'])} households, "
-                      f"{devices} devices")  # fmt: skip
+        console.print(
+            f"{t['id']}  {t['kind']} {t['day']}  {len(t['sites'])} households, {devices} devices"
+        )
 
 
 @tariff_app.command("list")
@@ -190,10 +198,12 @@ def list_tariffs(
 ) -> None:
     """Tariffs of the days from..to, with their delivery."""
     params = {"from": start, "to": end, **({"site": site} if site else {})}
-    rows = api_call("GET", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/tariffs", token,
-                    params=params)  # fmt: skip
+    rows = api_call(
+        "GET", f"{url.rstrip('/')}/api/v1/tenants/{tenant}/tariffs", token, params=params
+    )
     _refused(rows)
     for t in rows:
         prices = " ".join(f"{p['start']}-{p['end']}={p['price']:g}" for p in t["periods"])
-        console.print(f"{t['day']} {t['kind']:<7} {','.join(t['sites'])}  {prices}  "
-                      f"{t['delivery']}")  # fmt: skip
+        console.print(
+            f"{t['day']} {t['kind']:<7} {','.join(t['sites'])}  {prices}  {t['delivery']}"
+        )

@@ -69,18 +69,26 @@ class MqttPublisher:
         self._client.loop_stop()
 
     def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode,
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        rc: mqtt.ReasonCode,
         properties: object,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if rc.is_failure:
             log.error("MQTT publisher connect to %s refused: %s", self.url, rc)
             return
         self.connected.set()
 
     def _on_disconnect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: mqtt.ReasonCode,
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        rc: mqtt.ReasonCode,
         properties: object,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.connected.clear()
         if rc.is_failure:
             log.warning("MQTT publisher disconnected from %s: %s", self.url, rc)

@@ -59,8 +59,14 @@ def authorise_outbound(who: Principal, tenant: str, action: str, subject: str) -
     who.require_tenant(tenant)
     if who.role not in OUTBOUND_ROLES:
         raise Forbidden(f"a {who.role} token cannot {action}; use an admin or dso token")
-    log.info("outbound: token %s (%s) may %s in %s: %s", who.token_id, who.role, action, tenant,
-             subject[:200])  # fmt: skip
+    log.info(
+        "outbound: token %s (%s) may %s in %s: %s",
+        who.token_id,
+        who.role,
+        action,
+        tenant,
+        subject[:200],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,15 +222,23 @@ class CommandService:
         """Store and queue a command; return it and whether it is new (False: same key)."""
         authorise_outbound(who, tenant, "send commands", f"{command} to {device}")
         inv = self.new_invocation(
-            who, tenant, device, command, parameters, ttl_s=ttl_s, max_attempts=max_attempts,
+            who,
+            tenant,
+            device,
+            command,
+            parameters,
+            ttl_s=ttl_s,
+            max_attempts=max_attempts,
             idempotency_key=idempotency_key,
-        )  # fmt: skip
+        )
         with self._lock:  # check-and-insert of the idempotency key is atomic in this process
             stored = self._store.create(inv)
             if stored.id != inv.id:
                 same = (stored.device, stored.command, stored.parameters) == (
-                    inv.device, inv.command, inv.parameters,
-                )  # fmt: skip
+                    inv.device,
+                    inv.command,
+                    inv.parameters,
+                )
                 if not same:
                     raise Conflict(
                         f"idempotency key {idempotency_key!r} was used for another command "
@@ -287,8 +301,9 @@ class CommandService:
                 self._seen[key] = now
                 if item.ack is not None:
                     ack = item.ack
-                    self._events.append((ack.tenant, ack.device, ack.originating_event_id,
-                                         ack.response))  # fmt: skip
+                    self._events.append(
+                        (ack.tenant, ack.device, ack.originating_event_id, ack.response)
+                    )
                 woken = True
             if woken:
                 self._wake.notify_all()
@@ -325,10 +340,12 @@ class CommandService:
                 self._track(inv)
             by_id = {i.id: i for i in opened}
             changed = self._apply_acks(
-                [(by_id[eid].tenant, by_id[eid].device, eid, resp)
-                 for eid, resp, _ts in stored_acks],
+                [
+                    (by_id[eid].tenant, by_id[eid].device, eid, resp)
+                    for eid, resp, _ts in stored_acks
+                ],
                 now,
-            )  # fmt: skip
+            )
         self._commit(changed)
         log.info("commands: %d open invocations resumed", len(self._open))
         self._stop.clear()
@@ -349,8 +366,9 @@ class CommandService:
         for tenant, device, event_id, response in acks:
             inv = self._open.get(event_id)
             if inv is None or (inv.tenant, inv.device) != (tenant, device) or event_id in changed:
-                log.info("ack from %s/%s for %r matches no open command", tenant, device,
-                         event_id[:64])  # fmt: skip
+                log.info(
+                    "ack from %s/%s for %r matches no open command", tenant, device, event_id[:64]
+                )
                 continue
             changed[event_id] = cmd.apply_ack(inv, response, now)
         return list(changed.values())

@@ -132,9 +132,18 @@ class TariffService:
         invocations: list[Invocation] = []
         for d in sorted(days, key=lambda d: d.day):
             tariff = Tariff(
-                uuid.uuid4().hex, tenant, kind, d.day, target, sites, currency, unit,
-                tuple(d.periods), now, f"{who.role}:{who.token_id}",
-            )  # fmt: skip
+                uuid.uuid4().hex,
+                tenant,
+                kind,
+                d.day,
+                target,
+                sites,
+                currency,
+                unit,
+                tuple(d.periods),
+                now,
+                f"{who.role}:{who.token_id}",
+            )
             day_end = datetime.combine(d.day + timedelta(days=1), time(), zone)
             # worth delivering until the day is over (a day-ahead tariff is useless after)
             ttl = ttl_s if ttl_s is not None else (day_end - now).total_seconds()
@@ -203,9 +212,17 @@ class TariffService:
             raise InvalidRequest("end must be after start")
         sites = self._sites(tenant, target)
         signal = ControlSignal(
-            uuid.uuid4().hex, tenant, direction, limit_kw, begin, end, target, sites, now,
+            uuid.uuid4().hex,
+            tenant,
+            direction,
+            limit_kw,
+            begin,
+            end,
+            target,
+            sites,
+            now,
             f"{who.role}:{who.token_id}",
-        )  # fmt: skip
+        )
         # real time: worth delivering while in force; an open-ended one for the default TTL
         if ttl_s is None:
             ttl_s = (end - now).total_seconds() if end is not None else self._commands.config.ttl_s

@@ -116,12 +116,16 @@ def _spec_json(spec: Spec) -> str:
             "description": spec.description,
             "device_types": list(spec.device_types),
             "parameters": [
-                {"name": p.name, "type": p.type.value, "required": p.required,
-                 "description": p.description}
+                {
+                    "name": p.name,
+                    "type": p.type.value,
+                    "required": p.required,
+                    "description": p.description,
+                }
                 for p in spec.parameters
             ],
         }
-    )  # fmt: skip
+    )
 
 
 def _spec(name: str, text: str) -> Spec:
@@ -142,6 +146,23 @@ def _target_json(target: Target) -> str:
 def _target(text: str) -> Target:
     data = json.loads(text)
     return Target(tuple(data["sites"]), data["attribute"], data["value"])
+
+
+def _tariff(tenant: str, row: tuple[Any, ...]) -> Tariff:
+    id_, kind, day, target, sites, currency, unit, periods, published, publisher = row
+    return Tariff(
+        id_,
+        tenant,
+        TariffKind(kind),
+        day,
+        _target(target),
+        tuple(sites),
+        currency,
+        unit,
+        tuple(Period(*p) for p in json.loads(periods)),
+        published,
+        publisher,
+    )
 
 
 class OutboundStore:
@@ -327,7 +348,7 @@ class OutboundStore:
                         )
                         for t in tariffs
                     ],
-                ),  # fmt: skip
+                ),
                 (
                     f"INSERT INTO command_invocations ({_INV_COLUMNS}) VALUES "
                     f"({', '.join('?' * 18)})",
@@ -366,14 +387,7 @@ class OutboundStore:
             f" FROM tariffs WHERE {' AND '.join(where)}{qualify} ORDER BY day, kind, published",
             params,
         )
-        return [
-            Tariff(
-                id_, tenant, TariffKind(kind_), day, _target(target), tuple(sites), currency,
-                unit, tuple(Period(*p) for p in json.loads(periods)), published, publisher,
-            )
-            for id_, kind_, day, target, sites, currency, unit, periods, published, publisher
-            in rows
-        ]  # fmt: skip
+        return [_tariff(tenant, row) for row in rows]
 
     # -- control signals --------------------------------------------------------------------------
 
@@ -397,7 +411,7 @@ class OutboundStore:
                             s.issuer,
                         )
                     ],
-                ),  # fmt: skip
+                ),
                 (
                     f"INSERT INTO command_invocations ({_INV_COLUMNS}) VALUES "
                     f"({', '.join('?' * 18)})",

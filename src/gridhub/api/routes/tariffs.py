@@ -144,12 +144,13 @@ def _tariff_public(t: Tariff, delivery: dict[str, int]) -> TariffPublic:
         sites=list(t.sites),
         currency=t.currency,
         unit=t.unit,
-        periods=[PeriodBody(start=p.start, end=p.end, price=p.price, label=p.label)
-                 for p in t.periods],
+        periods=[
+            PeriodBody(start=p.start, end=p.end, price=p.price, label=p.label) for p in t.periods
+        ],
         published=t.published,
         publisher=t.publisher,
         delivery=delivery,
-    )  # fmt: skip
+    )
 
 
 @router.get("/{tenant}/tariffs", summary="Tariffs of the days from..to (the newest per day)")
