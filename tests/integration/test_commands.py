@@ -234,6 +234,8 @@ def test_tenant_defined_spec(running: Running) -> None:
         "parameters": [{"name": "mode", "type": "String", "required": True}],
     }
     assert running.client.put(path, json=spec).status_code == 200
+    reserved = running.client.put(path.replace("setMode", "setTariff"), json=spec)
+    assert reserved.status_code == 422 and "reserved" in reserved.json()["detail"]
     specs = running.client.get(
         f"/api/v1/tenants/{running.tenant}/command-specs", params={"device_type": "boiler"}
     ).json()

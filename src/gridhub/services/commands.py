@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 OUTBOUND_ROLES = ("admin", "dso")
 MAX_IDEMPOTENCY_KEY = 128
 PUBLISH_CHUNK = 500
+RESERVED = frozenset({"setTariff", "setPowerLimit"})  # the tariff and signal services' own
 
 
 def authorise_outbound(who: Principal, tenant: str, action: str, subject: str) -> None:
@@ -138,6 +139,8 @@ class CommandService:
         authorise_outbound(who, tenant, "define commands", spec.name)
         self._registry.tenant(tenant)
         cmd.check_spec(spec)
+        if spec.name in RESERVED:
+            raise InvalidRequest(f"{spec.name!r} is reserved: tariffs and signals are sent with it")
         with self._lock:
             self._store.put_spec(tenant, spec)
             self._spec_cache.pop(tenant, None)
