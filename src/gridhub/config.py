@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     meter_sources: list[MeterSourceSettings] = Field(
         default_factory=list, description="meter ports (P1, IEC 62056-21) read by serve"
     )
+    # outbound commands (O1): time to live, timed sends, backoff between them
+    command_ttl_s: float = Field(3600.0, gt=0, description="default time to live of a command")
+    command_max_attempts: int = Field(5, ge=1, le=50, description="timed sends per command")
+    command_retry_s: float = Field(30.0, gt=0, description="first resend delay (then doubling)")
+    command_retry_max_s: float = Field(600.0, gt=0, description="longest delay between resends")
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
 from gridhub.grid.outage_monitor import OutageMonitor
@@ -18,12 +19,16 @@ from gridhub.ingest.meter_reader import MeterReader
 from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline, Receipt
 from gridhub.ingest.validate import Envelope, Limits
+from gridhub.outbound.mqtt_publisher import MqttPublisher
+from gridhub.services.commands import CommandService, command_config
 from gridhub.services.devices import DeviceTypes, MqttCredentials
 from gridhub.services.query import QueryService
+from gridhub.services.tariffs import TariffService
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
+from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -42,8 +47,11 @@ class Hub:
     outages: OutageMonitor
     device_types: DeviceTypes
     mqtt_credentials: MqttCredentials
+    commands: CommandService
+    tariffs: TariffService
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
+    publisher: MqttPublisher | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
 
@@ -67,15 +75,20 @@ class Hub:
         for reader in self.meter_readers:
             reader.start()
         if not mqtt:
+            self.commands.start(None)  # no transport: commands wait, then expire
             return
         s = self.settings
         url = s.mqtt_url
         mqtt5 = s.mqtt_protocol == "5"
         username, password = s.mqtt_username, s.mqtt_password
+        out_user, out_password = username, password  # the command publisher's login
         if url is None:
             auth = tls = None
-            if s.mqtt_auth:  # the hub's own user for this run, then the files
+            if s.mqtt_auth:  # the hub's own users for this run (ingest, commands), then the files
                 username, password = self.mqtt_credentials.runtime_hub_credential()
+                out_user, out_password = self.mqtt_credentials.runtime_hub_credential(
+                    f"{HUB_USERNAME}-out"
+                )
                 files = self.mqtt_credentials.write_files(s.mqtt_auth_dir)
                 auth = MosquittoAuth(files.password_file, files.acl_file)
             if s.tls_cert is not None and s.tls_key is not None:
@@ -96,6 +109,16 @@ class Hub:
             ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file is not None else None,
         )
         self.mqtt.start()
+        self.publisher = MqttPublisher(
+            url,
+            # the broker takes a username as client id (use_username_as_clientid): one each
+            client_id=out_user if s.mqtt_auth and out_user else f"{s.mqtt_client_id}-outbound",
+            username=out_user,
+            password=out_password,
+            ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file is not None else None,
+        )
+        self.publisher.start()
+        self.commands.start(self.publisher)
 
     def reload_broker(self, _files: object = None) -> None:
         """After a credential change: the embedded Mosquitto re-reads its files (SIGHUP)."""
@@ -116,6 +139,10 @@ class Hub:
             self.mqtt = None
         self.outages.stop()
         self.pipeline.stop()
+        self.commands.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
+            self.publisher = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -147,11 +174,14 @@ def build_hub(settings: Settings) -> Hub:
         )
 
     outages = OutageMonitor(topologies, registry, store, write_back)
-    pipeline.add_listener(outages.observe)
+    pipeline.add_observer(outages.observe)
     devices_catalog = DevicesCatalog(db)
     credentials = MqttCredentials(
         devices_catalog, registry, settings.mqtt_auth_dir if settings.mqtt_auth else None
     )
+    outbound = OutboundStore(db)
+    commands = CommandService(outbound, registry, command_config(settings))
+    pipeline.add_observer(commands.observe)  # acks and devices heard from
     hub = Hub(
         settings=settings,
         db=db,
@@ -164,6 +194,8 @@ def build_hub(settings: Settings) -> Hub:
         outages=outages,
         device_types=DeviceTypes(devices_catalog, registry),
         mqtt_credentials=credentials,
+        commands=commands,
+        tariffs=TariffService(outbound, registry, commands),
     )
     credentials.on_change = hub.reload_broker
     return hub

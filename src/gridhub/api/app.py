@@ -6,17 +6,19 @@ from fastapi import FastAPI
 
 from gridhub import __version__
 from gridhub.api import errors
-from gridhub.api.routes import devices as devices_routes
 from gridhub.api.routes import (
+    commands,
     faults,
     health,
     imports,
     ingest,
     query,
+    tariffs,
     telegrams,
     tenants,
     topology,
 )
+from gridhub.api.routes import devices as devices_routes
 from gridhub.hub import Hub
 
 
@@ -29,7 +31,18 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     errors.install(app)
-    for module in (health, tenants, ingest, imports, telegrams, query, faults, topology):
+    for module in (
+        health,
+        tenants,
+        ingest,
+        imports,
+        telegrams,
+        query,
+        faults,
+        topology,
+        commands,
+        tariffs,
+    ):
         app.include_router(module.router)
     app.include_router(query.admin_router)
     for router in (devices_routes.router, devices_routes.admin_router):

@@ -17,6 +17,7 @@ from gridhub.cli import demo as demo_cmd
 from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
+from gridhub.cli import outbound as outbound_cmd
 from gridhub.cli import topology as topology_cmd
 from gridhub.cli.common import (
     TokenOpt,
@@ -47,6 +48,8 @@ app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
 app.add_typer(devices_cmd.mqtt_app, name="mqtt")
 app.add_typer(devices_cmd.certs_app, name="certs")
+app.add_typer(outbound_cmd.command_app, name="command")
+app.add_typer(outbound_cmd.tariff_app, name="tariff")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")

@@ -1,6 +1,7 @@
 """Outage detection on arrival (G1): last gasps in, outage events out, as the DSO's alerts.
 
-Wiring (``hub.py``): the pipeline calls :meth:`OutageMonitor.observe` with every committed batch.
+Wiring (``hub.py``): the pipeline calls :meth:`OutageMonitor.observe` with the messages of every
+committed batch.
 ``observe`` runs on the writer thread, so it only picks out what matters — last-gasp and
 power-restored alerts, and readings of meters currently dark (a reading proves power) — and
 queues it; the monitor's own thread feeds each tenant's :class:`~gridhub.grid.outage.OutageDetector`
@@ -32,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from gridhub.domain.alert_types import (
     LAST_GASP,
@@ -56,8 +58,11 @@ from gridhub.grid.outage import (
     outage_grid,
 )
 from gridhub.grid.topologies import TopologyService
-from gridhub.storage.base import AlertQuery, Store, WriteBatch
+from gridhub.storage.base import AlertQuery, Store
 from gridhub.storage.registry import Registry
+
+if TYPE_CHECKING:  # the pipeline hands its validated messages over; grid does not drive ingest
+    from gridhub.ingest.validate import Prepared
 
 __all__ = [
     "METER_TYPES",
@@ -183,28 +188,26 @@ class OutageMonitor:
 
     # -- on the writer thread: pick out the signals, nothing more ------------------------------
 
-    def observe(self, batch: WriteBatch) -> None:
+    def observe(self, items: list[Prepared]) -> None:
+        """Pipeline observer: the messages of a committed batch (one check per message)."""
         signals: dict[str, list[MeterSignal]] = {}
-        for alert in batch.alerts:
-            kind = _SIGNAL_OF.get(alert.type)
-            if kind is None:
+        for item in items:
+            tenant, device = item.tenant, item.device
+            if tenant is None or device is None:
                 continue
-            signals.setdefault(alert.tenant, []).append(
-                MeterSignal(alert.device, from_us(alert.ts), kind)
-            )
-        cols = batch.measurements
-        if self._dark and len(cols):
-            newest: dict[tuple[str, str], int] = {}
-            for tenant, device, ts in zip(cols.tenant, cols.device, cols.ts, strict=True):
+            if item.alert is not None:
+                kind = _SIGNAL_OF.get(item.alert.type)
+                if kind is not None:
+                    signal = MeterSignal(device, from_us(item.alert.ts), kind)
+                    signals.setdefault(tenant, []).append(signal)
+            elif item.readings:
                 dark = self._dark.get(tenant)
-                if dark and device in dark and ts > newest.get((tenant, device), -1):
-                    newest[(tenant, device)] = ts
-            for (tenant, device), ts in newest.items():
-                signals.setdefault(tenant, []).append(
-                    MeterSignal(device, from_us(ts), SignalKind.READING)
-                )
-        for tenant, items in signals.items():
-            self._queue.put((tenant, items))
+                if dark and device in dark:  # a reading proves the meter has power again
+                    newest = max(ts for _identifier, ts, _value in item.readings)
+                    signal = MeterSignal(device, from_us(newest), SignalKind.READING)
+                    signals.setdefault(tenant, []).append(signal)
+        for tenant, found in signals.items():
+            self._queue.put((tenant, found))
 
     # -- the monitor's thread ------------------------------------------------------------------
 

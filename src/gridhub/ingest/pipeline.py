@@ -159,7 +159,15 @@ class Pipeline:
         # readings stored but not yet folded into the rollups (Store.merge_rollups)
         self._unmerged = 1  # unknown at start: a leftover from a crash is merged first
         self._last_merge = time.monotonic()
-        self._listeners: list[Callable[[WriteBatch], None]] = []
+        # told about every committed batch (e.g. the command service matching Acknowledges)
+        self._observers: list[Callable[[list[Prepared]], None]] = []
+
+    def add_observer(self, observer: Callable[[list[Prepared]], None]) -> None:
+        """Call ``observer`` with the stored items of each batch, after its commit.
+
+        It runs on the writer thread, so it must be quick; what it raises is logged.
+        """
+        self._observers.append(observer)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -236,12 +244,6 @@ class Pipeline:
             raise receipt.error
         return receipt
 
-    def add_listener(self, listener: Callable[[WriteBatch], None]) -> None:
-        """Call ``listener`` with every batch once it is committed (services that act on
-        arrival, such as outage detection). It runs on the writer thread: it must only hand
-        the batch over (a queue), never block; an exception it raises is logged and ignored."""
-        self._listeners.append(listener)
-
     # -- the writer -----------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -290,8 +292,7 @@ class Pipeline:
         rows = sum(p.rows for p in taken)
         started = time.perf_counter()
         try:
-            batch = self._build(taken)
-            result = self._commit(batch)
+            result = self._commit(self._build(taken))
         except _Stopping as stopping:
             # stopping with the store down: give up, unconfirmed, so senders will resend
             for pending in taken:
@@ -308,8 +309,7 @@ class Pipeline:
                 return
             self._dead_letter_all(taken[0], exc)
             try:
-                batch = self._build(taken)
-                result = self._commit(batch)
+                result = self._commit(self._build(taken))
             except Exception as final:  # not even the dead letters: leave it unconfirmed
                 log.exception("could not keep refused messages as dead letters")
                 taken[0].receipt.error = final
@@ -337,11 +337,13 @@ class Pipeline:
                 pending.on_done(pending.receipt)
             except Exception:  # a failing callback must not stop the writer
                 log.exception("ingest confirmation callback failed")
-        for listener in self._listeners:
-            try:
-                listener(batch)
-            except Exception:
-                log.exception("ingest listener failed")
+        if self._observers:
+            stored = [i for p in taken for i in p.items if i.dead_letter is None]
+            for observer in self._observers:
+                try:
+                    observer(stored)
+                except Exception:  # an observer's bug must not stop the writer
+                    log.exception("pipeline observer failed")
 
     def simulate_store_outage(self, seconds: float) -> None:
         """Fault injection (S3): every store write fails for ``seconds``, as in a real outage."""

@@ -159,6 +159,68 @@ MIGRATIONS: tuple[str, ...] = (
         rotated TIMESTAMPTZ NOT NULL
     );
     """,
+    # 6: outbound (O1–O3): command specs and invocations, tariffs, control signals
+    # (storage/outbound_store.py). Invocations are upserted whole by their id; idempotency keys
+    # live in their own insert-only table, so no indexed column is ever updated.
+    """
+    CREATE TABLE IF NOT EXISTS command_specs (
+        tenant VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        spec VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE IF NOT EXISTS command_invocations (
+        id VARCHAR PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        command VARCHAR NOT NULL,
+        parameters VARCHAR NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        expires TIMESTAMPTZ NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        status VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt TIMESTAMPTZ NOT NULL,
+        last_sent TIMESTAMPTZ,
+        finished TIMESTAMPTZ,
+        response VARCHAR,
+        initiator VARCHAR NOT NULL,
+        idempotency_key VARCHAR,
+        origin VARCHAR,
+        metadata VARCHAR NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS command_idempotency (
+        tenant VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        invocation VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE TABLE IF NOT EXISTS tariffs (
+        id VARCHAR PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        day DATE NOT NULL,
+        target VARCHAR NOT NULL,
+        sites VARCHAR[] NOT NULL,
+        currency VARCHAR NOT NULL,
+        unit VARCHAR NOT NULL,
+        periods VARCHAR NOT NULL,
+        published TIMESTAMPTZ NOT NULL,
+        publisher VARCHAR NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS control_signals (
+        id VARCHAR PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        direction VARCHAR NOT NULL,
+        limit_kw DOUBLE NOT NULL,
+        start TIMESTAMPTZ NOT NULL,
+        "end" TIMESTAMPTZ,
+        target VARCHAR NOT NULL,
+        sites VARCHAR[] NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        issuer VARCHAR NOT NULL
+    );
+    """,
 )
 
 
