@@ -231,9 +231,10 @@ def balance(
     plans = {}
     for unit in order:
         gaps = [p - d for p, d in zip(planned[unit], wanted[unit], strict=True)]
-        parent, level = hierarchy.get(unit, (None, Level.TOP))
+        above: str | None = hierarchy[unit][0] if unit != TOP else None
+        level = hierarchy[unit][1] if unit != TOP else Level.TOP
         plans[unit] = UnitPlan(
-            unit, level, parent, predicted[unit], wanted[unit], planned[unit],
+            unit, level, above, predicted[unit], wanted[unit], planned[unit],
             math.sqrt(math.fsum(g * g for g in gaps) / slots), max(abs(g) for g in gaps),
         )  # fmt: skip
     frozen_children = {u: tuple(sorted(k)) for u, k in children.items()}
