@@ -105,14 +105,50 @@ def test_feeder_outage_starts_at_the_fourth_gasp_and_ends_at_the_first_restore(
     assert started.detected_at == T0 + timedelta(minutes=0.3)
     # 5th gasp: still fb, no event
     assert run(detector, sig("m-b2-2", 0.4)) == []
-    # b2-2 comes back at 42 min: 4 of 6 still dark (67 %): still out
+    # b2-2 comes back at 42 min: a restoration starts settling (2 min) before it is judged
     assert run(detector, sig("m-b2-2", 42, BACK)) == []
-    # a reading of b1-1 stamped 42.5 min: 3/6 = 50 %: over; supply was back at 42 min
-    (ended,) = run(detector, sig("m-b1-1", 42.5, READING))
+    # settled at 44 min: 4 of 6 still dark (67 %), fb is still out (only b2-2 had its own issue)
+    assert detector.advance(T0 + timedelta(minutes=44)) == [] and len(detector.ongoing) == 1
+    # a reading of b1-1 stamped 50 min, then nothing: at 52 min 3/6 = 50 % are dark: over, and
+    # supply was back at 50 min
+    assert run(detector, sig("m-b1-1", 50, READING)) == []
+    (ended,) = detector.advance(T0 + timedelta(minutes=52))
     assert isinstance(ended, OutageEnded) and ended.reason == "restored"
-    assert ended.ended_at == T0 + timedelta(minutes=42)
-    assert ended.duration == timedelta(minutes=42)
+    assert ended.ended_at == T0 + timedelta(minutes=50)
+    assert ended.duration == timedelta(minutes=50)
     assert detector.ongoing == {}
+
+
+def test_trickling_restores_end_the_outage_once(detector: OutageDetector) -> None:
+    meters = [f"m-{c}-{i}" for c in CPS for i in (1, 2)]
+    events = run(detector, *(sig(m, 0) for m in meters))
+    # a1-1, a1-2, a2-1: fa is out (3/4); b1-1 makes it the substation
+    assert [type(e) for e in events] == [OutageStarted, OutageRelocated]
+    assert [o.node for o in detector.ongoing.values()] == ["ss"]
+    # restores trickle in over 90 s, those of a1-1 and b3-2 are lost: no narrowing on the
+    # way, one end at the first restore once it settled (at 33 min)
+    lost = {"m-a1-1", "m-b3-2"}
+    back = [sig(m, 30 + 0.15 * n, BACK) for n, m in enumerate(meters) if m not in lost]
+    assert run(detector, *back) == []
+    (ended,) = detector.advance(T0 + timedelta(minutes=33))
+    # the first restore that arrived: a1-2's, at 30 min 9 s
+    assert isinstance(ended, OutageEnded) and ended.ended_at == T0 + timedelta(minutes=30.15)
+    # the two meters whose restore was lost are stale (30 min) and count no more
+    assert detector.advance(T0 + timedelta(minutes=40)) == [] and detector.ongoing == {}
+
+
+def test_lost_restores_of_one_point_leave_that_point_out(detector: OutageDetector) -> None:
+    # both restores of b3 are lost: b3 may really still be out (its service fuse), so the
+    # outage narrows to b3 and ends with b3's next reading
+    meters = [f"m-{c}-{i}" for c in CPS for i in (1, 2)]
+    run(detector, *(sig(m, 0) for m in meters))
+    run(detector, *(sig(m, 30, BACK) for m in meters if not m.startswith("m-b3")))
+    (narrowed,) = detector.advance(T0 + timedelta(minutes=33))
+    assert isinstance(narrowed, OutageRelocated) and narrowed.outage.node == "b3"
+    assert narrowed.outage.scope is OutageScope.SECTION and narrowed.outage.started_at == T0
+    assert run(detector, sig("m-b3-1", 45, READING)) == []
+    (ended,) = detector.advance(T0 + timedelta(minutes=48))
+    assert isinstance(ended, OutageEnded) and ended.ended_at == T0 + timedelta(minutes=45)
 
 
 def test_outage_widens_from_feeder_to_substation(detector: OutageDetector) -> None:
@@ -159,7 +195,9 @@ def test_late_and_repeated_signals(detector: OutageDetector) -> None:
     assert len(detector.ongoing) == 1
     # a repeated gasp does not move the start; an older reading proves nothing
     assert run(detector, sig("m-b2-1", 1), sig("m-b2-2", -1, READING)) == []
-    (ended,) = run(detector, sig("m-b2-2", 5, READING))
+    assert run(detector, sig("m-b2-2", 5, READING)) == []
+    # any later signal (here a reading of a live meter) lets the restoration settle
+    (ended,) = run(detector, sig("m-a1-1", 7.5, READING))
     assert isinstance(ended, OutageEnded) and ended.ended_at == T0 + timedelta(minutes=5)
     # a gasp stamped before the meter's own restore is stale
     assert run(detector, sig("m-b2-2", 4)) == []
