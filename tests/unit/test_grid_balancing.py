@@ -10,6 +10,8 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridhub.domain.topology import NodeKind
 from gridhub.errors import InvalidRequest
@@ -116,3 +118,41 @@ def test_inputs_are_checked() -> None:
         balance({"c1": ("nowhere", Level.CUSTOMER)}, CUSTOMERS[:1], [1.0, 1.0], start=START)
     with pytest.raises(InvalidRequest, match="non-finite"):
         balance(HAND, CUSTOMERS, [1.0, math.nan], start=START)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_top_distance_is_the_least_any_plan_in_the_bounds_reaches(data: st.DataObject) -> None:
+    # random two-level trees; per slot the best reachable sum is the desired value clipped to
+    # [sum of lowers, sum of uppers], so the least RMS distance is known in closed form
+    lvs = data.draw(st.integers(1, 3))
+    hierarchy: dict[str, tuple[str, Level]] = {}
+    customers = []
+    slots = 4
+    for lv in range(lvs):
+        hierarchy[f"lv{lv}"] = (TOP, Level.LV)
+        for c in range(data.draw(st.integers(1, 4))):
+            unit = f"c{lv}-{c}"
+            hierarchy[unit] = (f"lv{lv}", Level.CUSTOMER)
+            low = data.draw(st.lists(st.integers(-3, 3), min_size=slots, max_size=slots))
+            span = data.draw(st.lists(st.integers(0, 4), min_size=slots, max_size=slots))
+            where = data.draw(st.lists(st.floats(0, 1), min_size=slots, max_size=slots))
+            customers.append(CustomerFlexibility(
+                unit, tuple(lo + s * w for lo, s, w in zip(low, span, where, strict=True)),
+                tuple(float(v) for v in low),
+                tuple(float(lo + s) for lo, s in zip(low, span, strict=True)),
+            ))  # fmt: skip
+    desired = data.draw(st.lists(st.floats(-20, 20), min_size=slots, max_size=slots))
+    result = balance(hierarchy, customers, desired, start=START)
+    lo = [sum(c.lower[t] for c in customers) for t in range(slots)]
+    hi = [sum(c.upper[t] for c in customers) for t in range(slots)]
+    best = [min(max(d, a), b) for d, a, b in zip(desired, lo, hi, strict=True)]
+    least = math.sqrt(sum((b - d) ** 2 for b, d in zip(best, desired, strict=True)) / slots)
+    top = result.units[TOP]
+    assert top.planned == pytest.approx(tuple(best), abs=1e-9)
+    assert top.distance_kw == pytest.approx(least, abs=1e-9)
+    for plan in result.units.values():  # every plan within its bounds, sums consistent
+        below = result.children.get(plan.unit, ())
+        if below:
+            sums = [sum(result.units[k].planned[t] for k in below) for t in range(slots)]
+            assert plan.planned == pytest.approx(tuple(sums), abs=1e-9)

@@ -38,6 +38,7 @@ __all__ = [
     "CurtailmentPlan",
     "CurtailmentProblem",
     "curtailment_problem",
+    "fewest_customers",
     "solve_curtailment",
 ]
 
