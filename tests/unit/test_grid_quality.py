@@ -9,6 +9,7 @@ import csv
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -123,3 +124,15 @@ def test_inputs_are_checked() -> None:
     backwards = Interruption("a", MONDAY + MINUTE, MONDAY)
     with pytest.raises(InvalidRequest, match="ends before"):
         weekly_report("a", MONDAY, [], interruptions=[backwards])
+
+
+def test_a_local_week_with_the_dst_change_has_1002_intervals() -> None:
+    # Brussels springs forward on Sunday 29 March 2026: Monday 23 March 00:00 CET to Monday 30
+    # March 00:00 CEST is 167 hours = 1,002 intervals
+    start = datetime(2026, 3, 23, tzinfo=ZoneInfo("Europe/Brussels"))
+    first = start.astimezone(UTC)
+    samples = [VoltageSample("cp", first + m * MINUTE, 230.0) for m in range(167 * 60)]
+    report = weekly_report("cp", start, samples + [VoltageSample("cp", first - MINUTE, 230.0)])
+    assert report.intervals_expected == 1002 and report.intervals_with_data == 1002
+    assert report.week_end == datetime(2026, 3, 30, tzinfo=ZoneInfo("Europe/Brussels"))
+    assert report.status == "compliant"

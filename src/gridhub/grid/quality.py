@@ -27,6 +27,9 @@ The rules, for LV supply (EN 50160 §4.2.2, §4.2.6 and §4.2.7):
 * a week with fewer than ``min_coverage`` of its 1,008 intervals holding data is reported as
   ``insufficient_data`` rather than judged: missing data is neither good nor bad supply.
 
+A week runs from ``week_start`` for seven calendar days in ``week_start``'s zone: give it in the
+tenant's zone (``zoneinfo``) and a week with a DST change has 1,002 or 1,014 intervals.
+
 An interruption belongs to the week it starts in; its duration is its full length.
 """
 
@@ -54,13 +57,14 @@ __all__ = [
     "report_rows",
     "reports_csv",
     "ten_minute_means",
+    "week_end",
     "weekly_report",
     "weekly_reports",
 ]
 
 INTERVAL = timedelta(minutes=10)
 WEEK = timedelta(days=7)
-INTERVALS_PER_WEEK = WEEK // INTERVAL  # 1,008
+INTERVALS_PER_WEEK = WEEK // INTERVAL  # 1,008 (1,002 or 1,014 in a local week with a DST change)
 MAX_SAMPLES = 5_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -126,7 +130,13 @@ class QualityReport:
 
     @property
     def week_end(self) -> datetime:
-        return self.week_start + WEEK
+        return week_end(self.week_start)
+
+
+def week_end(week_start: datetime) -> datetime:
+    """Seven calendar days on: with a ``zoneinfo`` start (the tenant's week, Monday 00:00
+    local) a week with a DST change lasts 167 or 169 hours."""
+    return week_start + WEEK  # aware + timedelta is wall-clock arithmetic in the start's zone
 
 
 def _floor(at: datetime) -> datetime:
@@ -196,7 +206,8 @@ def weekly_report(
         raise InvalidRequest(f"nominal_v must be a positive number, got {nominal_v}")
     if week_start.tzinfo is None:
         raise InvalidRequest("week_start needs a UTC offset")
-    end = week_start + WEEK
+    end = week_end(week_start)
+    expected = (end.astimezone(UTC) - week_start.astimezone(UTC)) // INTERVAL
     ordered = sorted((s for s in samples if s.connection_point == connection_point),
                      key=lambda s: s.at)  # fmt: skip
     if len(ordered) > MAX_SAMPLES:
@@ -219,7 +230,7 @@ def weekly_report(
     outside = sum(1 for v in valid if not limits[0] <= v <= limits[1])
     share = in_band / len(valid) if valid else None
     status: Status
-    if len(means) < rules.min_coverage * INTERVALS_PER_WEEK or share is None:
+    if len(means) < rules.min_coverage * expected or share is None:
         status = "insufficient_data"
     elif share >= rules.share and outside == 0:
         status = "compliant"
@@ -229,7 +240,7 @@ def weekly_report(
     short = [i for i in counted if i.duration <= rules.short_max]
     long = [i for i in counted if i.duration > rules.short_max]
     return QualityReport(
-        connection_point, week_start, nominal_v, status, INTERVALS_PER_WEEK, len(means),
+        connection_point, week_start, nominal_v, status, expected, len(means),
         sum(1 for m in means if m.flagged), len(valid), in_band, share, outside,
         min(valid, default=None), max(valid, default=None), counted, len(short), len(long),
         sum((i.duration for i in long), timedelta(0)),
