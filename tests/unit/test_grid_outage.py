@@ -27,6 +27,7 @@ from gridhub.domain.topology import (
     Transformer,
 )
 from gridhub.errors import InvalidRequest
+from gridhub.grid.households import attach_households
 from gridhub.grid.outage import (
     MeterSignal,
     OutageDetector,
@@ -38,6 +39,7 @@ from gridhub.grid.outage import (
     SignalKind,
     detect_outages,
     outage_grid,
+    signal_from_alert,
 )
 from gridhub.grid.topology_import import reference_network
 
@@ -220,6 +222,16 @@ def test_rules_and_placement_are_checked() -> None:
         outage_grid(grid.with_sites([SiteAttachment("s1", "b3")]), {"s1": ["m-b1-1"]})
 
 
+@pytest.mark.parametrize(
+    ("alert", "kind"),
+    [("last.gasp", GASP), ("lastGasp", GASP), ("LAST_GASP", GASP), ("power-restored", BACK),
+     ("powerRestore", BACK), ("maximum.power.approaching", None)],
+)  # fmt: skip
+def test_alert_types_map_to_signals(alert: str, kind: SignalKind | None) -> None:
+    signal = signal_from_alert("m1", alert, T0)
+    assert (signal.kind if signal else None) is kind
+
+
 # --- CIGRE LV ---------------------------------------------------------------------------
 
 
@@ -267,3 +279,21 @@ def test_cigre_commercial_branch_section(cigre: Topology) -> None:
     (outage,) = detector.ongoing.values()
     assert (outage.node, outage.deepest) == ("bus34", "bus34")
     assert outage.scope is OutageScope.SECTION and outage.lv_feeder == "bus24"
+
+
+def test_cigre_households_commercial_substation_out_through_site_meters(cigre: Topology) -> None:
+    # the demo's path: households (sites) on the connection points, their meters from the
+    # registry. 26 households round-robin on 13 points: C0's feeder C1 (bus24) has 7 points,
+    # 14 households; every one of their meters gasps.
+    homes = attach_households(cigre.with_devices([]), [f"h{i}" for i in range(26)])
+    site_meters = {s.site_id: [f"{s.site_id}-meter"] for s in homes.sites}
+    grid = outage_grid(homes, site_meters)
+    below = set(homes.sites_downstream("bus24"))
+    assert len(below) == 14
+    alerts = [signal_from_alert(f"{site}-meter", "lastGasp", T0) for site in sorted(below)]
+    events, detector = detect_outages(grid, [a for a in alerts if a is not None])
+    (outage,) = detector.ongoing.values()
+    assert (outage.node, outage.lv_feeder, outage.scope) == (
+        "bus23", "bus24", OutageScope.SECONDARY_SUBSTATION
+    )  # fmt: skip
+    assert outage.meters_out == outage.meters_total == 14

@@ -60,6 +60,7 @@ from gridhub.domain.topology import NodeKind, Topology
 from gridhub.errors import InvalidRequest
 
 __all__ = [
+    "ALERT_SIGNALS",
     "MAX_METERS",
     "MeterSignal",
     "Outage",
@@ -74,6 +75,7 @@ __all__ = [
     "SignalKind",
     "detect_outages",
     "outage_grid",
+    "signal_from_alert",
 ]
 
 MAX_METERS = 1_000_000
@@ -107,6 +109,29 @@ class MeterSignal:
     hardware_id: str
     at: datetime
     kind: SignalKind
+
+
+# Alert types meaning "lost supply" / "supply back", compared lower-case without separators:
+# meters and head-ends spell them ``last.gasp``, ``lastGasp``, ``LAST_GASP``, ``power-restored``...
+ALERT_SIGNALS: dict[str, SignalKind] = {
+    "lastgasp": SignalKind.LAST_GASP,
+    "powerfail": SignalKind.LAST_GASP,
+    "powerfailure": SignalKind.LAST_GASP,
+    "powerlost": SignalKind.LAST_GASP,
+    "poweroutage": SignalKind.LAST_GASP,
+    "powerrestore": SignalKind.POWER_RESTORED,
+    "powerrestored": SignalKind.POWER_RESTORED,
+    "powerup": SignalKind.POWER_RESTORED,
+    "powerback": SignalKind.POWER_RESTORED,
+}
+
+
+def signal_from_alert(hardware_id: str, alert_type: str, at: datetime) -> MeterSignal | None:
+    """The signal a stored alert (``DeviceAlert.request.type``) means, or ``None`` for alerts
+    that say nothing about supply."""
+    key = "".join(ch for ch in alert_type.lower() if ch.isalnum())
+    kind = ALERT_SIGNALS.get(key)
+    return None if kind is None else MeterSignal(hardware_id, at, kind)
 
 
 @dataclass(frozen=True, slots=True)
