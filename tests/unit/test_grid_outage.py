@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridhub.domain.topology import (
     DeviceAttachment,
@@ -297,3 +299,21 @@ def test_cigre_households_commercial_substation_out_through_site_meters(cigre: T
         "bus23", "bus24", OutageScope.SECONDARY_SUBSTATION
     )  # fmt: skip
     assert outage.meters_out == outage.meters_total == 14
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_cigre_any_dark_subtree_is_reported_as_exactly_its_meters(
+    cigre: Topology, data: st.DataObject
+) -> None:
+    # every meter below a random node gasps, in a random order: one outage remains, and the
+    # meters below its node are exactly the dark ones
+    grid = outage_grid(cigre)
+    candidates = sorted(n for n, count in grid.meters_below.items() if count >= 2)
+    node = data.draw(st.sampled_from(candidates))
+    dark = data.draw(st.permutations(meters_below(cigre, node)))
+    events, detector = detect_outages(grid, [sig(m, 0.01 * i) for i, m in enumerate(dark)])
+    (outage,) = detector.ongoing.values()
+    assert meters_below(cigre, outage.node) == sorted(dark)
+    assert outage.meters_out == len(dark) and outage.started_at == T0
+    assert set(meters_below(cigre, outage.deepest)) == set(dark)

@@ -55,6 +55,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from gridhub.domain.topology import NodeKind, Topology
 from gridhub.errors import InvalidRequest
@@ -230,7 +231,7 @@ class OutageRelocated:
 class OutageEnded:
     outage: Outage  # as it was last
     ended_at: datetime
-    reason: str  # "restored" or "merged"
+    reason: Literal["restored", "merged"]
     merged_into: str | None = None
 
     @property
