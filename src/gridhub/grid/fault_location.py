@@ -46,7 +46,7 @@ __all__ = [
     "sensor_layout",
 ]
 
-MAX_SENSORS = 10_000
+MAX_SENSORS = 1_000  # an LV feeder has tens
 MAX_REPORTS = 100_000
 DEFAULT_WINDOW = timedelta(seconds=10)
 
