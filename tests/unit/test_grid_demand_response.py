@@ -14,6 +14,7 @@ from gridhub.grid.demand_response import (
     Appliance,
     CurtailmentPlan,
     curtailment_problem,
+    fewest_customers,
     solve_curtailment,
 )
 
@@ -129,3 +130,21 @@ def test_matches_brute_force(powers: list[tuple[int, int]], needed_tenths: int) 
     got = (len(plan.customers), len(plan.curtailed), round(plan.shed_kw, 6))
     assert got[:2] == expected[:2]
     assert got[2] == pytest.approx(expected[2], abs=1e-5)
+
+
+def test_fewest_customers_in_closed_form() -> None:
+    # totals: c1 3 + 1 = 4, c2 3.5, c3 2 + 2 + 2 = 6. Need 9: 6 + 4 = 10 >= 9 -> 2 customers;
+    # need 10.5: 6 + 4 = 10 < 10.5, + 3.5 -> 3.
+    appliances = [
+        Appliance("c1", "a", 3.0), Appliance("c1", "b", 1.0), Appliance("c2", "a", 3.5),
+        Appliance("c3", "a", 2.0), Appliance("c3", "b", 2.0), Appliance("c3", "c", 2.0),
+    ]  # fmt: skip
+    problem = curtailment_problem("ss1", 20.0, 11.0, appliances)
+    assert fewest_customers(problem, 9.0) == 2
+    assert fewest_customers(problem, 10.5) == 3
+    plan = solve_curtailment(problem)
+    # needed 20 - 11 = 9 kW from 2 customers, with 4 appliances at best (3 are at most
+    # 3.5 + 3 + 2 = 8.5): c3's three (6) + c2's 3.5 sheds 9.5; c3's three + c1's 3 kW sheds
+    # exactly 9: the third stage (least excess) picks c1 and c3
+    assert plan.customers == ("c1", "c3") and len(plan.curtailed) == 4
+    assert plan.shed_kw == pytest.approx(9.0) and plan.proven_stages == 3

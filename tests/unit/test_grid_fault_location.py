@@ -20,6 +20,7 @@ from gridhub.domain.topology import Line, Node, NodeKind, Source, Topology
 from gridhub.errors import InvalidRequest
 from gridhub.grid.fault_location import (
     DetectionThresholds,
+    FaultLocator,
     FaultReport,
     SensorSample,
     detect_faults,
@@ -90,6 +91,20 @@ def test_silent_and_conflicting_sensors_are_named(layout: Any) -> None:
     assert found.upstream_sensor == "S2" and found.silent == ("S1",) and found.conflicting == ()
     tie = locate_fault(layout, reports("S0", "S1", "S2", "S3"))
     assert tie is not None and len(tie.conflicting) == 1
+
+
+def test_locator_on_arrival_narrows_as_reports_come_in(layout: Any) -> None:
+    locator = FaultLocator(layout)
+    first = locator.report(FaultReport("S0", T0))
+    assert first is not None and first.upstream_sensor == "S0"
+    assert first.downstream_sensors == ("S1",)
+    narrowed = locator.report(FaultReport("S1", T0 + timedelta(milliseconds=300)))
+    assert narrowed is not None and narrowed.upstream_sensor == "S1"
+    assert narrowed.reported_at == T0  # the fault began with the first report
+    assert locator.report(FaultReport("S0", T0 + timedelta(seconds=1))) is None  # a repeat
+    # a report a minute later is another fault: the old ones fall out of the window
+    later = locator.report(FaultReport("S0", T0 + timedelta(minutes=1)))
+    assert later is not None and later.upstream_sensor == "S0" and later.reporting == ("S0",)
 
 
 def test_no_reports_no_fault_and_unknown_sensors_refused(layout: Any) -> None:

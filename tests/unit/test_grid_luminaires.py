@@ -165,3 +165,71 @@ def test_inputs_are_checked(feeder: LightingFeeder) -> None:
     monitor.feed(MonitoringSet(T0, readings(ALL, 230.0)))
     with pytest.raises(InvalidRequest, match="not after"):
         monitor.feed(MonitoringSet(T0, readings(ALL, 230.0)))
+
+
+# --- a load flow with cables: the seed neglects cable impedance; check that this holds ---------
+
+CHAIN = ["h", "a1", "a2", "s2", "b1", "b2", "s3", "c1", "c2", "s4", "d1", "d2"]
+LAMPS = {"a1": 3, "a2": 2, "b1": 3, "b2": 2, "c1": 3, "c2": 2, "d1": 3, "d2": 2}  # per phase
+PL_SENSORS = {"S1": "h", "S2": "s2", "S3": "s3", "S4": "s4"}
+
+
+def load_flow_sets(
+    broken: dict[str, int], source_pu: list[float], first: int = 0
+) -> list[MonitoringSet]:
+    """One monitoring set per source voltage: a 0.4 kV chain of 40 m cables (0.6 Ω/km), lamps
+    of 100 W per phase at 230 V as constant-impedance loads, ``broken`` lamps removed. Each
+    sensor reads its node's phase voltage and the current of the cable leaving it."""
+    import pandapower as pp
+
+    from gridhub.grid.topology_import import pandapower_quiet
+
+    sets = []
+    for k, vm in enumerate(source_pu):
+        net = pp.create_empty_network()
+        bus = {n: pp.create_bus(net, 0.4, name=n) for n in CHAIN}
+        pp.create_ext_grid(net, bus["h"], vm_pu=vm)
+        line = {}
+        for a, b in zip(CHAIN, CHAIN[1:], strict=False):
+            line[a] = pp.create_line_from_parameters(
+                net, bus[a], bus[b], 0.04, r_ohm_per_km=0.6, x_ohm_per_km=0.08,
+                c_nf_per_km=0.0, max_i_ka=0.1,
+            )  # fmt: skip
+        for node, lamps in LAMPS.items():
+            lit = lamps - broken.get(node, 0)
+            if lit:
+                pp.create_load(net, bus[node], p_mw=3 * lit * 100e-6, q_mvar=0.0,
+                               const_z_p_percent=100.0, const_z_q_percent=100.0)  # fmt: skip
+        with pandapower_quiet():
+            pp.runpp(net, numba=False)
+        readings = {
+            s: SensorReading(
+                float(net.res_bus.vm_pu[bus[n]]) * 400 / 3**0.5,
+                float(net.res_line.i_from_ka[line[n]]) * 1000,
+            )
+            for s, n in PL_SENSORS.items()
+        }
+        sets.append(MonitoringSet(T0 + timedelta(minutes=10 * (first + k + 1)), readings))
+    return sets
+
+
+def test_load_flow_feeder_with_cables_finds_the_fused_lamp_segment() -> None:
+    # sensors on the chain: S1 at h (segment a: a1, a2), S2 at s2 (b), S3 at s3 (c), S4 (d)
+    topology = Topology(
+        "chain",
+        tuple(Node(n, 0.4, NodeKind.LV_FEEDER if n == "h" else NodeKind.BUS) for n in CHAIN),
+        tuple(Line(f"{a}-{b}", a, b, 0.024, 0.0032, 0.04)
+              for a, b in zip(CHAIN, CHAIN[1:], strict=False)),
+        sources=(Source("src", "h"),),
+    )  # fmt: skip
+    feeder = lighting_feeder(topology, PL_SENSORS, luminaires=dict.fromkeys(PL_SENSORS, 5))
+    monitor = LuminaireMonitor(feeder)
+    # the source voltage wanders 0.95..1.05 pu all night; 2 warm-up sets, 6 for the baseline,
+    # then a lamp at c1 (segment c) fuses for the last 3 sets
+    swing = [0.95 + 0.1 * ((k * 7) % 11) / 10 for k in range(11)]
+    sets = load_flow_sets({}, swing[:8]) + load_flow_sets({"c1": 1}, swing[8:], first=8)
+    events: list[object] = []
+    for monitoring in sets:
+        events += monitor.feed(monitoring)
+    assert len(events) == 1 and isinstance(events[0], LuminairesFused)
+    assert events[0].segment.upstream == "S3" and events[0].estimated_luminaires == 1

@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridhub.domain.topology import (
     DeviceAttachment,
@@ -27,6 +29,7 @@ from gridhub.domain.topology import (
     Transformer,
 )
 from gridhub.errors import InvalidRequest
+from gridhub.grid.households import attach_households
 from gridhub.grid.outage import (
     MeterSignal,
     OutageDetector,
@@ -38,6 +41,7 @@ from gridhub.grid.outage import (
     SignalKind,
     detect_outages,
     outage_grid,
+    signal_from_alert,
 )
 from gridhub.grid.topology_import import reference_network
 
@@ -105,14 +109,50 @@ def test_feeder_outage_starts_at_the_fourth_gasp_and_ends_at_the_first_restore(
     assert started.detected_at == T0 + timedelta(minutes=0.3)
     # 5th gasp: still fb, no event
     assert run(detector, sig("m-b2-2", 0.4)) == []
-    # b2-2 comes back at 42 min: 4 of 6 still dark (67 %): still out
+    # b2-2 comes back at 42 min: a restoration starts settling (2 min) before it is judged
     assert run(detector, sig("m-b2-2", 42, BACK)) == []
-    # a reading of b1-1 stamped 42.5 min: 3/6 = 50 %: over; supply was back at 42 min
-    (ended,) = run(detector, sig("m-b1-1", 42.5, READING))
+    # settled at 44 min: 4 of 6 still dark (67 %), fb is still out (only b2-2 had its own issue)
+    assert detector.advance(T0 + timedelta(minutes=44)) == [] and len(detector.ongoing) == 1
+    # a reading of b1-1 stamped 50 min, then nothing: at 52 min 3/6 = 50 % are dark: over, and
+    # supply was back at 50 min
+    assert run(detector, sig("m-b1-1", 50, READING)) == []
+    (ended,) = detector.advance(T0 + timedelta(minutes=52))
     assert isinstance(ended, OutageEnded) and ended.reason == "restored"
-    assert ended.ended_at == T0 + timedelta(minutes=42)
-    assert ended.duration == timedelta(minutes=42)
+    assert ended.ended_at == T0 + timedelta(minutes=50)
+    assert ended.duration == timedelta(minutes=50)
     assert detector.ongoing == {}
+
+
+def test_trickling_restores_end_the_outage_once(detector: OutageDetector) -> None:
+    meters = [f"m-{c}-{i}" for c in CPS for i in (1, 2)]
+    events = run(detector, *(sig(m, 0) for m in meters))
+    # a1-1, a1-2, a2-1: fa is out (3/4); b1-1 makes it the substation
+    assert [type(e) for e in events] == [OutageStarted, OutageRelocated]
+    assert [o.node for o in detector.ongoing.values()] == ["ss"]
+    # restores trickle in over 90 s, those of a1-1 and b3-2 are lost: no narrowing on the
+    # way, one end at the first restore once it settled (at 33 min)
+    lost = {"m-a1-1", "m-b3-2"}
+    back = [sig(m, 30 + 0.15 * n, BACK) for n, m in enumerate(meters) if m not in lost]
+    assert run(detector, *back) == []
+    (ended,) = detector.advance(T0 + timedelta(minutes=33))
+    # the first restore that arrived: a1-2's, at 30 min 9 s
+    assert isinstance(ended, OutageEnded) and ended.ended_at == T0 + timedelta(minutes=30.15)
+    # the two meters whose restore was lost are stale (30 min) and count no more
+    assert detector.advance(T0 + timedelta(minutes=40)) == [] and detector.ongoing == {}
+
+
+def test_lost_restores_of_one_point_leave_that_point_out(detector: OutageDetector) -> None:
+    # both restores of b3 are lost: b3 may really still be out (its service fuse), so the
+    # outage narrows to b3 and ends with b3's next reading
+    meters = [f"m-{c}-{i}" for c in CPS for i in (1, 2)]
+    run(detector, *(sig(m, 0) for m in meters))
+    run(detector, *(sig(m, 30, BACK) for m in meters if not m.startswith("m-b3")))
+    (narrowed,) = detector.advance(T0 + timedelta(minutes=33))
+    assert isinstance(narrowed, OutageRelocated) and narrowed.outage.node == "b3"
+    assert narrowed.outage.scope is OutageScope.SECTION and narrowed.outage.started_at == T0
+    assert run(detector, sig("m-b3-1", 45, READING)) == []
+    (ended,) = detector.advance(T0 + timedelta(minutes=48))
+    assert isinstance(ended, OutageEnded) and ended.ended_at == T0 + timedelta(minutes=45)
 
 
 def test_outage_widens_from_feeder_to_substation(detector: OutageDetector) -> None:
@@ -159,7 +199,9 @@ def test_late_and_repeated_signals(detector: OutageDetector) -> None:
     assert len(detector.ongoing) == 1
     # a repeated gasp does not move the start; an older reading proves nothing
     assert run(detector, sig("m-b2-1", 1), sig("m-b2-2", -1, READING)) == []
-    (ended,) = run(detector, sig("m-b2-2", 5, READING))
+    assert run(detector, sig("m-b2-2", 5, READING)) == []
+    # any later signal (here a reading of a live meter) lets the restoration settle
+    (ended,) = run(detector, sig("m-a1-1", 7.5, READING))
     assert isinstance(ended, OutageEnded) and ended.ended_at == T0 + timedelta(minutes=5)
     # a gasp stamped before the meter's own restore is stale
     assert run(detector, sig("m-b2-2", 4)) == []
@@ -180,6 +222,16 @@ def test_rules_and_placement_are_checked() -> None:
     assert outage_grid(grid, {"s1": ["m-extra"]}).meter_node["m-extra"] == "a1"
     with pytest.raises(InvalidRequest, match="placed at"):
         outage_grid(grid.with_sites([SiteAttachment("s1", "b3")]), {"s1": ["m-b1-1"]})
+
+
+@pytest.mark.parametrize(
+    ("alert", "kind"),
+    [("last.gasp", GASP), ("lastGasp", GASP), ("LAST_GASP", GASP), ("power-restored", BACK),
+     ("powerRestore", BACK), ("maximum.power.approaching", None)],
+)  # fmt: skip
+def test_alert_types_map_to_signals(alert: str, kind: SignalKind | None) -> None:
+    signal = signal_from_alert("m1", alert, T0)
+    assert (signal.kind if signal else None) is kind
 
 
 # --- CIGRE LV ---------------------------------------------------------------------------
@@ -229,3 +281,39 @@ def test_cigre_commercial_branch_section(cigre: Topology) -> None:
     (outage,) = detector.ongoing.values()
     assert (outage.node, outage.deepest) == ("bus34", "bus34")
     assert outage.scope is OutageScope.SECTION and outage.lv_feeder == "bus24"
+
+
+def test_cigre_households_commercial_substation_out_through_site_meters(cigre: Topology) -> None:
+    # the demo's path: households (sites) on the connection points, their meters from the
+    # registry. 26 households round-robin on 13 points: C0's feeder C1 (bus24) has 7 points,
+    # 14 households; every one of their meters gasps.
+    homes = attach_households(cigre.with_devices([]), [f"h{i}" for i in range(26)])
+    site_meters = {s.site_id: [f"{s.site_id}-meter"] for s in homes.sites}
+    grid = outage_grid(homes, site_meters)
+    below = set(homes.sites_downstream("bus24"))
+    assert len(below) == 14
+    alerts = [signal_from_alert(f"{site}-meter", "lastGasp", T0) for site in sorted(below)]
+    events, detector = detect_outages(grid, [a for a in alerts if a is not None])
+    (outage,) = detector.ongoing.values()
+    assert (outage.node, outage.lv_feeder, outage.scope) == (
+        "bus23", "bus24", OutageScope.SECONDARY_SUBSTATION
+    )  # fmt: skip
+    assert outage.meters_out == outage.meters_total == 14
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_cigre_any_dark_subtree_is_reported_as_exactly_its_meters(
+    cigre: Topology, data: st.DataObject
+) -> None:
+    # every meter below a random node gasps, in a random order: one outage remains, and the
+    # meters below its node are exactly the dark ones
+    grid = outage_grid(cigre)
+    candidates = sorted(n for n, count in grid.meters_below.items() if count >= 2)
+    node = data.draw(st.sampled_from(candidates))
+    dark = data.draw(st.permutations(meters_below(cigre, node)))
+    events, detector = detect_outages(grid, [sig(m, 0.01 * i) for i, m in enumerate(dark)])
+    (outage,) = detector.ongoing.values()
+    assert meters_below(cigre, outage.node) == sorted(dark)
+    assert outage.meters_out == len(dark) and outage.started_at == T0
+    assert set(meters_below(cigre, outage.deepest)) == set(dark)

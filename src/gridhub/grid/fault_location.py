@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gridhub.domain.topology import Topology
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_SENSORS",
     "DetectionThresholds",
     "FaultLocation",
+    "FaultLocator",
     "FaultReport",
     "SensorLayout",
     "SensorSample",
@@ -45,7 +46,7 @@ __all__ = [
     "sensor_layout",
 ]
 
-MAX_SENSORS = 10_000
+MAX_SENSORS = 1_000  # an LV feeder has tens
 MAX_REPORTS = 100_000
 DEFAULT_WINDOW = timedelta(seconds=10)
 
@@ -217,6 +218,32 @@ def locate_fault(
         conflicting=conflicting,
         silent=silent,
     )
+
+
+@dataclass
+class FaultLocator:
+    """Distributed mode on arrival: each sensor report re-runs the location over the reports of
+    the last ``window``; :meth:`report` answers the location when it is new or has moved (a
+    report from further down narrows it), ``None`` when the report changes nothing."""
+
+    layout: SensorLayout
+    window: timedelta = DEFAULT_WINDOW
+    reports: list[FaultReport] = field(default_factory=list)
+    last: FaultLocation | None = None
+
+    def report(self, report: FaultReport) -> FaultLocation | None:
+        if report.sensor not in self.layout.sensors:
+            raise InvalidRequest(f"unknown sensor {report.sensor!r}")
+        newest = max([report.at, *(r.at for r in self.reports)])
+        self.reports = [r for r in (*self.reports, report) if r.at >= newest - self.window]
+        found = locate_fault(self.layout, self.reports, window=self.window)
+        moved = found is not None and (
+            self.last is None
+            or (found.upstream_sensor, found.reported_at)
+            != (self.last.upstream_sensor, self.last.reported_at)
+        )
+        self.last = found
+        return found if moved else None
 
 
 def _section(

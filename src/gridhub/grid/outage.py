@@ -6,17 +6,19 @@ Convert → solve → results:
 * :func:`outage_grid` maps meters (``hardwareId``) to topology nodes — devices attached to the
   topology, and the devices of attached sites — and precomputes, from the topology's own walk,
   each node's path up and the number of meters below it.
-* :class:`OutageDetector` is fed :class:`MeterSignal` records in time order (last gasp, power
+* :class:`OutageDetector` is fed :class:`MeterSignal` records as they arrive (last gasp, power
   restored, or any fresh reading, which proves the meter is powered) and returns the
-  :data:`OutageEvent` records each one causes, so it can run on arrival; :func:`detect_outages`
-  runs a batch through it.
+  :data:`OutageEvent` records each one causes, so it runs on arrival;
+  :meth:`OutageDetector.advance` lets time pass without signals; :func:`detect_outages` runs a
+  batch through it.
 
 The rule (every threshold is a field of :class:`OutageRules`):
 
 1. A meter is *dark* from its last gasp until a power-restore alert or a reading stamped after
-   the gasp. A dark meter *counts* while its gasp is at most ``window`` old, or while it sits in
-   an ongoing outage: a last-gasp storm arrives within seconds to minutes, so a meter that died
-   alone hours ago does not pull a fresh outage upstream, yet a long outage is not forgotten.
+   the gasp. A dark meter *counts* until its gasp is ``window`` old, and longer while it sits
+   in an ongoing outage: a last-gasp storm arrives within seconds to minutes, so a meter that
+   died alone hours ago does not pull a fresh outage upstream, yet a long outage is not
+   forgotten.
 2. A node *qualifies* when at least ``min_meters`` meters below it count and they are at least
    ``fraction`` of the meters below it. With ``min_meters`` ≥ 2 a single meter's last gasp is
    never an outage (a meter fault, a customer's own fuse); with ``fraction`` < 1 an outage is
@@ -27,30 +29,39 @@ The rule (every threshold is a field of :class:`OutageRules`):
    can tell where on it. ``scope`` says what is out: a whole secondary substation, LV feeder, MV
    feeder or primary substation when ``node`` is one, else a section of a feeder.
 4. Events reconcile the new picture with the ongoing outages: a new area starts an outage; an
-   area that grows or shrinks moves it (:class:`OutageRelocated`, e.g. feeder → substation as
-   more gasps arrive); outages absorbed by a wider one end as ``merged``; an outage whose area
-   no longer qualifies ends as ``restored`` at the signal that brought it below the threshold.
-
-A restored outage ends at the first power-restore (or fresh reading) of one of its meters after
-it started: when a fault is cleared every meter regains power at once, and the last restore
-messages may trail by minutes.
+   area that grows moves it (:class:`OutageRelocated`, e.g. feeder → substation as more gasps
+   arrive); outages absorbed by a wider one end as ``merged``.
+5. The first sign of power from a meter of an ongoing outage starts its restoration, which
+   *settles* for ``settle`` before it is judged — restore messages trickle in over a minute or
+   two, and judging each would narrow the outage step by step. Once settled, the dark meters
+   left decide: if they still qualify somewhere the outage moves there (a partial restoration,
+   or a point whose own fuse went), else it ends as ``restored`` *at that first sign*. A meter
+   whose restore message was lost ends its part at its next reading.
 
 Signals may arrive late (a reading stamped before the newest signal): the detector's clock is the
-newest time seen, and events are stamped with it. Limits: the topology must reflect the switching
-state (a back-fed section belongs to its new feeder); meters on unsupplied nodes are ignored.
+newest time seen, and events are stamped with it; the integrator calls ``advance`` every minute
+or so, so that restorations settle when no signal comes. Cost: counts are kept per node along
+each meter's path, so a signal costs the depth of the grid plus the qualifying nodes (measured:
+990 meters on the IEEE European LV feeder, 159 nodes deep, all gasping: 1.3 s for the storm,
+0.85 s for the restoration, on one shared core). Limits: the topology must reflect the switching
+state (a back-fed section belongs to its new feeder); meters on unsupplied nodes are ignored;
+while a storm builds up an outage may be reported small first and moved up as gasps arrive.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from gridhub.domain.topology import NodeKind, Topology
 from gridhub.errors import InvalidRequest
 
 __all__ = [
+    "ALERT_SIGNALS",
     "MAX_METERS",
     "MeterSignal",
     "Outage",
@@ -65,6 +76,7 @@ __all__ = [
     "SignalKind",
     "detect_outages",
     "outage_grid",
+    "signal_from_alert",
 ]
 
 MAX_METERS = 1_000_000
@@ -100,19 +112,43 @@ class MeterSignal:
     kind: SignalKind
 
 
+# Alert types meaning "lost supply" / "supply back", compared lower-case without separators:
+# meters and head-ends spell them ``last.gasp``, ``lastGasp``, ``LAST_GASP``, ``power-restored``...
+ALERT_SIGNALS: dict[str, SignalKind] = {
+    "lastgasp": SignalKind.LAST_GASP,
+    "powerfail": SignalKind.LAST_GASP,
+    "powerfailure": SignalKind.LAST_GASP,
+    "powerlost": SignalKind.LAST_GASP,
+    "poweroutage": SignalKind.LAST_GASP,
+    "powerrestore": SignalKind.POWER_RESTORED,
+    "powerrestored": SignalKind.POWER_RESTORED,
+    "powerup": SignalKind.POWER_RESTORED,
+    "powerback": SignalKind.POWER_RESTORED,
+}
+
+
+def signal_from_alert(hardware_id: str, alert_type: str, at: datetime) -> MeterSignal | None:
+    """The signal a stored alert (``DeviceAlert.request.type``) means, or ``None`` for alerts
+    that say nothing about supply."""
+    key = "".join(ch for ch in alert_type.lower() if ch.isalnum())
+    kind = ALERT_SIGNALS.get(key)
+    return None if kind is None else MeterSignal(hardware_id, at, kind)
+
+
 @dataclass(frozen=True, slots=True)
 class OutageRules:
     fraction: float = 0.6
     min_meters: int = 2
     window: timedelta = timedelta(minutes=15)
+    settle: timedelta = timedelta(minutes=2)
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
             raise InvalidRequest(f"fraction must be in (0, 1], got {self.fraction}")
         if self.min_meters < 1:
             raise InvalidRequest("min_meters must be >= 1")
-        if self.window <= timedelta(0):
-            raise InvalidRequest("window must be positive")
+        if self.window <= timedelta(0) or self.settle < timedelta(0):
+            raise InvalidRequest("window must be positive and settle not negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +159,8 @@ class OutageGrid:
     meter_node: Mapping[str, str]
     paths: Mapping[str, tuple[str, ...]]  # node -> nodes from it up to its supply root
     meters_below: Mapping[str, int]  # node -> number of meters below it (itself included)
+    children: Mapping[str, tuple[str, ...]]  # node -> its children that have meters below
+    above: Mapping[str, frozenset[str]]  # node -> the nodes on its path up (itself included)
 
 
 def outage_grid(
@@ -151,9 +189,16 @@ def outage_grid(
     for node in supplied.values():
         for up in paths[node]:
             below[up] = below.get(up, 0) + 1
+    children: dict[str, list[str]] = {}
     for node in list(below):
-        paths.setdefault(node, topology.supply_path(node).nodes)
-    return OutageGrid(topology, supplied, paths, below)
+        path = paths.setdefault(node, topology.supply_path(node).nodes)
+        if len(path) > 1:
+            children.setdefault(path[1], []).append(node)
+    return OutageGrid(
+        topology, supplied, paths, below,
+        {node: tuple(sorted(kids)) for node, kids in children.items()},
+        {node: frozenset(path) for node, path in paths.items()},
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +231,7 @@ class OutageRelocated:
 class OutageEnded:
     outage: Outage  # as it was last
     ended_at: datetime
-    reason: str  # "restored" or "merged"
+    reason: Literal["restored", "merged"]
     merged_into: str | None = None
 
     @property
@@ -199,151 +244,186 @@ OutageEvent = OutageStarted | OutageRelocated | OutageEnded
 
 @dataclass
 class OutageDetector:
-    """The incremental detector: :meth:`feed` one signal, get the events it causes."""
+    """The incremental detector: :meth:`feed` one signal, get the events it causes.
+
+    Counts of counting meters are kept per node and updated along one meter's path per signal,
+    so a storm of last gasps costs the depth of the grid per gasp, not a walk over every meter.
+    """
 
     grid: OutageGrid
     rules: OutageRules = field(default_factory=OutageRules)
     dark: dict[str, datetime] = field(default_factory=dict)  # meter -> its last gasp
     ongoing: dict[str, Outage] = field(default_factory=dict)
+    restoring: dict[str, datetime] = field(default_factory=dict)  # outage id -> first sign
     restored: dict[str, datetime] = field(default_factory=dict)  # meter -> when power came back
     unmapped: int = 0  # signals from meters not on the grid
     now: datetime | None = None  # the newest time seen
+    _counting: set[str] = field(default_factory=set)
+    _count: dict[str, int] = field(default_factory=dict)  # node -> counting meters below
+    _qualifying: set[str] = field(default_factory=set)
+    _fresh: deque[tuple[datetime, str]] = field(default_factory=deque)
     _serial: int = 0
 
     def feed(self, signal: MeterSignal) -> list[OutageEvent]:
         now = signal.at if self.now is None else max(self.now, signal.at)
         self.now = now
         meter = signal.hardware_id
+        changed = self._age(now)
         if meter not in self.grid.meter_node:
             self.unmapped += 1
-            return []
+        else:
+            changed = self._apply(meter, signal) or changed
+        if changed or self._settled(now):
+            return self._reconcile(now)
+        return []
+
+    def advance(self, now: datetime) -> list[OutageEvent]:
+        """Let time pass without a signal: gasps age out of ``window`` and restorations settle.
+        Call it every minute or so for outages to end on time when no signal arrives."""
+        self.now = now if self.now is None else max(self.now, now)
+        changed = self._age(self.now)
+        return self._reconcile(self.now) if changed or self._settled(self.now) else []
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _apply(self, meter: str, signal: MeterSignal) -> bool:
         gasp = self.dark.get(meter)
         if signal.kind is SignalKind.LAST_GASP:
             if gasp is not None and gasp <= signal.at:
-                return []  # a repeated gasp: dark since the first
+                return False  # a repeated gasp: dark since the first
             if meter in self.restored and self.restored[meter] > signal.at:
-                return []  # a late gasp of a meter already back
+                return False  # a late gasp of a meter already back
             self.dark[meter] = signal.at
-        elif gasp is not None and (signal.kind is SignalKind.POWER_RESTORED or signal.at > gasp):
-            del self.dark[meter]
-            self.restored[meter] = max(signal.at, gasp)
+            self._fresh.append((signal.at, meter))
+            self._set_counting(meter, True)
+            return True
+        if gasp is None or (signal.kind is SignalKind.READING and signal.at <= gasp):
+            return False  # a reading of a live meter (the usual case), or an old one
+        back = max(signal.at, gasp)
+        del self.dark[meter]
+        self.restored[meter] = back
+        self._set_counting(meter, False)
+        above = self.grid.above[self.grid.meter_node[meter]]
+        for outage in self.ongoing.values():
+            if outage.node in above:
+                self.restoring.setdefault(outage.id, back)
+        return True
+
+    def _set_counting(self, meter: str, counting: bool) -> None:
+        if (meter in self._counting) == counting:
+            return
+        step = 1 if counting else -1
+        if counting:
+            self._counting.add(meter)
         else:
-            return []  # nothing changed (a reading of a live meter: the usual case)
-        return self._reconcile(now)
+            self._counting.discard(meter)
+        rules, total = self.rules, self.grid.meters_below
+        for node in self.grid.paths[self.grid.meter_node[meter]]:
+            count = self._count[node] = self._count.get(node, 0) + step
+            if count >= rules.min_meters and count >= rules.fraction * total[node] - 1e-9:
+                self._qualifying.add(node)
+            else:
+                self._qualifying.discard(node)
 
-    def advance(self, now: datetime) -> list[OutageEvent]:
-        """Let time pass without a signal: gasps age out of ``window``."""
-        self.now = now if self.now is None else max(self.now, now)
-        return self._reconcile(self.now)
+    def _age(self, now: datetime) -> bool:
+        """Gasps older than ``window`` stop counting unless they lie in an ongoing outage."""
+        changed, limit = False, now - self.rules.window
+        while self._fresh and self._fresh[0][0] < limit:
+            gasp, meter = self._fresh.popleft()
+            if self.dark.get(meter) == gasp and not self._in_outage(meter):
+                self._set_counting(meter, False)
+                changed = True
+        return changed
 
-    def _restored_at(self, outage: Outage, now: datetime) -> datetime:
-        """The first sign of power among the outage's meters after it started."""
-        paths, nodes = self.grid.paths, self.grid.meter_node
-        back = [
-            at
-            for meter, at in self.restored.items()
-            if at >= outage.started_at and outage.node in paths[nodes[meter]]
-        ]
-        return min(back, default=now)
+    def _in_outage(self, meter: str) -> bool:
+        above = self.grid.above[self.grid.meter_node[meter]]
+        return any(o.node in above for o in self.ongoing.values())
+
+    def _settled(self, now: datetime) -> bool:
+        return any(now - at >= self.rules.settle for at in self.restoring.values())
 
     # --- the rule ------------------------------------------------------------------------
 
-    def _counting(self, now: datetime) -> dict[str, datetime]:
-        in_outage = {o.node for o in self.ongoing.values()}
-        fresh = now - self.rules.window
-        paths, nodes = self.grid.paths, self.grid.meter_node
-        return {
-            meter: gasp
-            for meter, gasp in self.dark.items()
-            if gasp >= fresh or not in_outage.isdisjoint(paths[nodes[meter]])
+    def _area(self, top: str) -> Outage:
+        grid, count = self.grid, self._count
+        deepest = top
+        while True:  # down while one child holds every counting meter
+            held = [c for c in grid.children.get(deepest, ()) if count.get(c, 0) == count[top]]
+            if not held:
+                break
+            deepest = held[0]
+        node = deepest
+        for up in grid.paths[deepest][1:]:
+            if grid.meters_below[up] != grid.meters_below[deepest]:
+                break
+            node = up
+        supply = grid.topology.supply_path(deepest)
+        scope = _SCOPE_OF.get(grid.topology.node(node).kind, OutageScope.SECTION)
+        started = min(
+            self.dark[m] for m in self._counting if node in grid.above[grid.meter_node[m]]
+        )
+        return Outage("", node, deepest, scope, supply.lv_feeder, supply.secondary_substation,
+                      started, count[top], grid.meters_below[node])  # fmt: skip
+
+    def _reconcile(self, now: datetime) -> list[OutageEvent]:
+        above = self.grid.above
+        frozen = {  # restorations still settling: left alone, and nothing new overlaps them
+            i for i, at in self.restoring.items() if now - at < self.rules.settle
         }
 
-    def _areas(self, now: datetime) -> list[Outage]:
-        counting = self._counting(now)
-        paths, nodes, total = self.grid.paths, self.grid.meter_node, self.grid.meters_below
-        out: dict[str, list[str]] = {}
-        for meter in counting:
-            for up in paths[nodes[meter]]:
-                out.setdefault(up, []).append(meter)
-        rules = self.rules
-
-        def qualifies(node: str) -> bool:
-            count = len(out.get(node, ()))
-            return count >= rules.min_meters and count >= rules.fraction * total[node] - 1e-9
+        def overlaps(a: str, b: str) -> bool:
+            return a in above[b] or b in above[a]
 
         tops = [
             node
-            for node in out
-            if qualifies(node) and not any(qualifies(up) for up in paths[node][1:])
+            for node in self._qualifying
+            if not any(up in self._qualifying for up in self.grid.paths[node][1:])
         ]
-        areas = []
-        for top in sorted(tops, key=lambda n: (-len(paths[n]), n)):
-            meters = out[top]
-            deepest = _common_node([paths[nodes[m]] for m in meters])
-            node = deepest
-            for up in paths[deepest][1:]:
-                if total[up] != total[deepest]:
-                    break
-                node = up
-            supply = self.grid.topology.supply_path(deepest)
-            scope = _SCOPE_OF.get(self.grid.topology.node(node).kind, OutageScope.SECTION)
-            started = min(counting[m] for m in meters)
-            areas.append(
-                Outage("", node, deepest, scope, supply.lv_feeder, supply.secondary_substation,
-                       started, len(meters), total[node])
-            )  # fmt: skip
-        return areas
-
-    def _reconcile(self, now: datetime) -> list[OutageEvent]:
-        paths = self.grid.paths
+        areas = [
+            self._area(top)
+            for top in sorted(tops, key=lambda n: (-len(self.grid.paths[n]), n))
+            if not any(overlaps(top, self.ongoing[i].node) for i in frozen)
+        ]
         events: list[OutageEvent] = []
-        carried: dict[str, Outage] = {}
-
-        def overlaps(a: str, b: str) -> bool:
-            return a in paths[b] or b in paths[a]
-
-        for area in self._areas(now):
+        carried: dict[str, Outage] = {i: self.ongoing[i] for i in frozen}
+        ended: set[str] = set()
+        for area in areas:
             old = sorted(
-                (o for o in self.ongoing.values() if overlaps(o.node, area.node)),
+                (o for o in self.ongoing.values() if o.id not in frozen
+                 and overlaps(o.node, area.node)),
                 key=lambda o: (o.started_at, o.id),
-            )
-            free = [o for o in old if o.id not in carried]
+            )  # fmt: skip
+            free = [o for o in old if o.id not in carried and o.id not in ended]
             if free:
                 carrier = free[0]
-                started = min(area.started_at, carrier.started_at)
-                now_outage = _with(area, carrier.id, started)
+                moved = replace(area, id=carrier.id,
+                                started_at=min(area.started_at, carrier.started_at))  # fmt: skip
                 if carrier.node != area.node:
-                    events.append(OutageRelocated(now_outage, carrier.node, now))
+                    events.append(OutageRelocated(moved, carrier.node, now))
                 for other in free[1:]:
                     events.append(OutageEnded(other, now, "merged", carrier.id))
-                    carried[other.id] = other
-                carried[carrier.id] = now_outage
+                    ended.add(other.id)
+                carried[carrier.id] = moved
             else:
                 self._serial += 1
                 started = min((o.started_at for o in old), default=area.started_at)
-                new = _with(area, f"{area.node}@{self._serial}", min(started, area.started_at))
+                new = replace(area, id=f"{area.node}@{self._serial}",
+                              started_at=min(started, area.started_at))  # fmt: skip
                 events.append(OutageStarted(new, now))
                 carried[new.id] = new
         for outage in self.ongoing.values():
-            if outage.id not in carried:
-                events.append(OutageEnded(outage, self._restored_at(outage, now), "restored"))
-        self.ongoing = {
-            o.id: o
-            for o in carried.values()
-            if not any(isinstance(e, OutageEnded) and e.outage.id == o.id for e in events)
-        }
+            if outage.id not in carried and outage.id not in ended:
+                back = self.restoring.get(outage.id, now)
+                events.append(OutageEnded(outage, back, "restored"))
+                ended.add(outage.id)
+        self.ongoing = {i: o for i, o in carried.items() if i not in ended}
+        self.restoring = {i: at for i, at in self.restoring.items() if i in frozen}
+        if ended:  # stale meters of ended outages stop counting
+            limit = now - self.rules.window
+            for meter in [m for m in self._counting if self.dark[m] < limit]:
+                if not self._in_outage(meter):
+                    self._set_counting(meter, False)
         return events
-
-
-def _with(area: Outage, outage_id: str, started: datetime) -> Outage:
-    return replace(area, id=outage_id, started_at=started)
-
-
-def _common_node(paths: list[tuple[str, ...]]) -> str:
-    """The lowest node on every path (paths run from a node up to its root)."""
-    first = paths[0]
-    shared = set(first).intersection(*paths[1:])
-    return next(node for node in first if node in shared)
 
 
 def detect_outages(
