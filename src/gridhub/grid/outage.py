@@ -116,6 +116,7 @@ class MeterSignal:
 # meters and head-ends spell them ``last.gasp``, ``lastGasp``, ``LAST_GASP``, ``power-restored``...
 ALERT_SIGNALS: dict[str, SignalKind] = {
     "lastgasp": SignalKind.LAST_GASP,
+    "powerlastgasp": SignalKind.LAST_GASP,  # gridhub's own spelling (domain/alert_types.py)
     "powerfail": SignalKind.LAST_GASP,
     "powerfailure": SignalKind.LAST_GASP,
     "powerlost": SignalKind.LAST_GASP,

@@ -12,7 +12,8 @@ and the dashboard and subscriptions see them like any alert.
 
 Alert types (the seed's dotted style, section 4.5.2):
 
-* in, from meters: ``power.last.gasp`` (supply lost) and ``power.restored``;
+* in, from meters: ``power.last.gasp`` (supply lost) and ``power.restored`` (the spellings
+  head-ends use — ``lastGasp``, ``power-restore``… — too: ``grid.outage.ALERT_SIGNALS``);
 * out, from ``grid:<node>``: ``grid.outage.started`` (level Critical, at the earliest last gasp),
   ``grid.outage.relocated`` (Warning) and ``grid.outage.ended`` (Info, at the first restore),
   with the outage's facts in ``metadata``.
@@ -36,11 +37,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gridhub.domain.alert_types import (
-    LAST_GASP,
     OUTAGE_ENDED,
     OUTAGE_RELOCATED,
     OUTAGE_STARTED,
-    POWER_RESTORED,
 )
 from gridhub.domain.registry import Device
 from gridhub.domain.topology import Topology
@@ -56,6 +55,7 @@ from gridhub.grid.outage import (
     OutageStarted,
     SignalKind,
     outage_grid,
+    signal_from_alert,
 )
 from gridhub.grid.topologies import TopologyService
 from gridhub.storage.base import AlertQuery, Store
@@ -80,7 +80,6 @@ REPLAY = timedelta(hours=24)
 REFRESH_S = 10.0  # how often a tenant's topology and meters are checked for changes
 TICK_S = 30.0  # gasps age out of the detection window even when no signal arrives
 
-_SIGNAL_OF = {LAST_GASP: SignalKind.LAST_GASP, POWER_RESTORED: SignalKind.POWER_RESTORED}
 _OUTAGE_TYPES = frozenset({OUTAGE_STARTED, OUTAGE_RELOCATED, OUTAGE_ENDED})
 
 WriteBack = Callable[[str, list[bytes]], None]  # tenant, canonical messages
@@ -196,9 +195,8 @@ class OutageMonitor:
             if tenant is None or device is None:
                 continue
             if item.alert is not None:
-                kind = _SIGNAL_OF.get(item.alert.type)
-                if kind is not None:
-                    signal = MeterSignal(device, from_us(item.alert.ts), kind)
+                signal = signal_from_alert(device, item.alert.type, from_us(item.alert.ts))
+                if signal is not None:
                     signals.setdefault(tenant, []).append(signal)
             elif item.readings:
                 dark = self._dark.get(tenant)
@@ -307,9 +305,9 @@ class OutageMonitor:
         for stored in self._store.alerts(
             AlertQuery(tenant, start=datetime.now(UTC) - REPLAY, limit=1_000_000)
         ):
-            kind = _SIGNAL_OF.get(stored.type)
-            if kind is not None:
-                signals.append(MeterSignal(stored.device, stored.ts, kind))
+            signal = signal_from_alert(stored.device, stored.type, stored.ts)
+            if signal is not None:
+                signals.append(signal)
             elif stored.type in _OUTAGE_TYPES and (written is None or stored.ts > written):
                 written = stored.ts
         if not signals:
