@@ -226,7 +226,14 @@ def main() -> int:
         help="add figures measured by a separate run (a results JSON of "
         "queries.py/peers.py); each keeps the command that produced it",
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: merge --merge files into results.json and re-render BENCHMARKS.md",
+    )
     args = parser.parse_args()
+    if args.render_only:
+        return render_only(args.merge)
     q = args.quick
     load_at_start = "load average {:.2f} {:.2f} {:.2f} at start".format(*os.getloadavg())
     results: dict[str, dict[str, object]] = {}
@@ -315,6 +322,20 @@ def main() -> int:
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(out, indent=2) + "\n")
     (ROOT / "BENCHMARKS.md").write_text(render(results, meta))
     print(render(results, meta))
+    return 0
+
+
+def render_only(extras: list[Path]) -> int:
+    """Add separately measured figures (each keeps its own command) to the last full run."""
+    saved = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    results, meta = saved["results"], saved["meta"]
+    for extra in extras:
+        loaded = json.loads(extra.read_text())
+        results.update(loaded.get("results", loaded))
+    (ROOT / "benchmarks" / "results.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
+    )
+    (ROOT / "BENCHMARKS.md").write_text(render(results, meta))
     return 0
 
 
