@@ -15,7 +15,10 @@ from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline
 from gridhub.ingest.validate import Limits
 from gridhub.services.query import QueryService
+from gridhub.services.reports import ReportService
+from gridhub.services.sql_console import SqlConsole
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
+from gridhub.storage.duckdb_reports import DuckDBReportStore
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.registry import Registry
 
@@ -31,6 +34,8 @@ class Hub:
     tokens: TokenService
     pipeline: Pipeline
     query: QueryService
+    reports: ReportService
+    sql: SqlConsole
     mqtt: MqttSource | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
@@ -94,6 +99,8 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
+    query = QueryService(store, registry)
+    report_store = DuckDBReportStore(db)
     return Hub(
         settings=settings,
         db=db,
@@ -101,5 +108,7 @@ def build_hub(settings: Settings) -> Hub:
         registry=registry,
         tokens=TokenService(catalog),
         pipeline=pipeline,
-        query=QueryService(store, registry),
+        query=query,
+        reports=ReportService(store, report_store, registry, query, pipeline.metrics),
+        sql=SqlConsole(report_store),
     )

@@ -6,8 +6,9 @@ from fastapi import FastAPI
 
 from gridhub import __version__
 from gridhub.api import errors
-from gridhub.api.routes import faults, health, imports, ingest, query, telegrams, tenants
+from gridhub.api.routes import faults, health, imports, ingest, query, reports, telegrams, tenants
 from gridhub.hub import Hub
+from gridhub.web import routes as web
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -19,7 +20,8 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     errors.install(app)
-    for module in (health, tenants, ingest, imports, telegrams, query, faults):
+    for module in (health, tenants, ingest, imports, telegrams, query, faults, reports):
         app.include_router(module.router)
     app.include_router(query.admin_router)
+    web.install(app)
     return app
