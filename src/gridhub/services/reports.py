@@ -206,13 +206,7 @@ class ReportService:
         zone = self._registry.tenant(tenant).zone
         start, _ = day_bounds(days[0], zone)
         _, end = day_bounds(days[-1], zone)
-        units = self._registry.identifiers(tenant)
-        factor = {
-            i: _UNIT_TO_KWH.get(units.get(i).unit if units.get(i) else "kW", 1.0)  # type: ignore[union-attr]
-            * DEFAULT_INTERVAL_S
-            / 3600
-            for i in (POWER, INJECTED)
-        }
+        factor = {i: self._kwh_per_value(tenant, i) for i in (POWER, INJECTED)}
         devices = {d.hardware_id: d for d in self._registry.devices(tenant)}
         sites = {s.id: s for s in self._registry.sites(tenant)}
         energy: dict[tuple[str, str], float] = {}
@@ -248,6 +242,12 @@ class ReportService:
             by_appliance=sorted(by_type.values(), key=lambda r: r.value),
             by_group=groups,
         )
+
+    def _kwh_per_value(self, tenant: str, identifier: str) -> float:
+        """Energy of one mean-power reading over its slot, in kWh (readings in kW, W or MW)."""
+        known = self._registry.identifiers(tenant).get(identifier)
+        unit = known.unit if known is not None else "kW"
+        return _UNIT_TO_KWH.get(unit, 1.0) * DEFAULT_INTERVAL_S / 3600
 
     # -- R4: completeness ------------------------------------------------------------------------
 
