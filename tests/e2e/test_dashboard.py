@@ -194,3 +194,50 @@ def test_no_page_shows_another_tenants_data(
         open_page(page, dashboard, f"/ui/{name}")
         assert "403" in (page.text_content("#error") or ""), name
         assert foreign not in page.content(), name
+
+
+def test_device_timelines_hold_the_api_values(browser: Any, dashboard: Dashboard) -> None:
+    page = login(browser, dashboard)
+    sites = dashboard.get(f"{LINEAR}/devices")
+    site = next(d["site"] for d in sites if d["device_type"] == "boiler")
+    open_page(page, dashboard, f"/ui/devices?site={site}&day={dashboard.day}")
+    chart = page.evaluate(
+        "() => { const c = window.__gridhub.charts.boiler; return { x: c.data[0].length,"
+        " labels: c.series.map(s => s.label) }; }"
+    )
+    assert chart["x"] == 96
+    api = dashboard.get(
+        f"{LINEAR}/devices/{site}-boiler/series",
+        identifier="boiler.stateOfCharge",
+        day=str(dashboard.day),
+        resolution="15m",
+    )
+    shown = page.evaluate("window.__gridhub.timelines.boilers")
+    soc = next(s for s in shown if s["identifier"] == "boiler.stateOfCharge")
+    assert soc["values"] == pytest.approx([p["value"] for p in api["points"]])
+    runs = dashboard.get(f"{LINEAR}/reports/timelines/{site}", day=str(dashboard.day))
+    rows = page.locator("#runs tr").count() - 1
+    assert rows == sum(max(1, len(w["runs"])) for w in runs["whitegoods"])
+    screenshot(page, "device-timelines")
+
+
+def test_aggregates_page_equals_the_api(browser: Any, dashboard: Dashboard) -> None:
+    page = login(browser, dashboard)
+    first = dashboard.day - timedelta(days=1)
+    open_page(page, dashboard, f"/ui/aggregates?from={first}&to={dashboard.day}")
+    api = dashboard.get(
+        f"{LINEAR}/reports/aggregates", **{"from": str(first), "to": str(dashboard.day)}
+    )
+    cells = page.evaluate(
+        "() => [...document.querySelectorAll('#by-appliance tr')].slice(1).map(tr =>"
+        " [...tr.querySelectorAll('td')].map(td => td.textContent))"
+    )
+    assert [c[0] for c in cells] == [r["value"] for r in api["by_appliance"]]
+    assert [float(c[3]) for c in cells] == pytest.approx(
+        [r["consumed_kwh"] for r in api["by_appliance"]], abs=0.05
+    )
+    pv = page.evaluate(
+        "() => [...document.querySelectorAll('#by-has_pv tr')].slice(1).map(tr =>"
+        " Number(tr.querySelectorAll('td')[1].textContent))"
+    )
+    assert sum(pv) == len(dashboard.get(f"{LINEAR}/sites"))
