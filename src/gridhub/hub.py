@@ -99,7 +99,6 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
-    query = QueryService(store, registry)
     report_store = DuckDBReportStore(db)
     return Hub(
         settings=settings,
@@ -108,7 +107,7 @@ def build_hub(settings: Settings) -> Hub:
         registry=registry,
         tokens=TokenService(catalog),
         pipeline=pipeline,
-        query=query,
-        reports=ReportService(store, report_store, registry, query, pipeline.metrics),
+        query=QueryService(store, registry),
+        reports=ReportService(store, report_store, registry, pipeline.metrics),
         sql=SqlConsole(report_store),
     )

@@ -79,6 +79,47 @@ class DuckDBReportStore:
         )
         return [DeviceEnergy(d, i, float(s), int(n)) for d, i, s, n in rows]
 
+    def quarter_hour_means(
+        self,
+        tenant: str,
+        devices: Sequence[str],
+        identifiers: Sequence[str],
+        start: datetime,
+        end: datetime,
+    ) -> dict[tuple[str, str], dict[int, float]]:
+        # merged rollups plus readings not merged yet, as DuckDBStore.series combines them
+        rows = self._read(
+            """
+            WITH parts AS (
+                SELECT device, identifier, bucket, count, sum FROM rollup_15m
+                WHERE tenant = $tenant AND device IN (SELECT unnest($devices))
+                  AND identifier IN (SELECT unnest($identifiers))
+                  AND bucket >= $start AND bucket < $end
+                UNION ALL
+                SELECT device, identifier, time_bucket(INTERVAL '15 minutes', ts), count(*),
+                       sum(value)
+                FROM rollup_pending
+                WHERE tenant = $tenant AND device IN (SELECT unnest($devices))
+                  AND identifier IN (SELECT unnest($identifiers))
+                  AND ts >= $start AND ts < $end
+                GROUP BY ALL
+            )
+            SELECT device, identifier, epoch_us(bucket), sum(sum) / sum(count) FROM parts
+            GROUP BY ALL
+            """,
+            {
+                "tenant": tenant,
+                "devices": list(devices),
+                "identifiers": list(identifiers),
+                "start": start,
+                "end": end,
+            },
+        )
+        out: dict[tuple[str, str], dict[int, float]] = {}
+        for device, identifier, bucket, mean in rows:
+            out.setdefault((device, identifier), {})[int(bucket)] = float(mean)
+        return out
+
     def readings_since(self, tenant: str, since: datetime) -> int:
         rows = self._read(
             "SELECT count(*) FROM measurements WHERE tenant = ? AND ts >= ?", [tenant, since]

@@ -8,7 +8,9 @@ the hub works offline.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -34,6 +36,29 @@ PAGES = {
 router = APIRouter(include_in_schema=False)
 
 
+def _assets_version() -> str:
+    """A digest of the static files: asset URLs carry it, so browsers may cache them for good."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+VERSION = _assets_version()
+
+
+class _Assets(StaticFiles):
+    """Static files; a versioned URL (``?v=…``) is immutable, so it is cached without asking."""
+
+    async def get_response(self, path: str, scope: Any) -> Any:
+        response = await super().get_response(path, scope)
+        if scope.get("query_string") and response.status_code == 200:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
 @router.get("/")
 def root() -> RedirectResponse:
     return RedirectResponse("/ui/overview")
@@ -52,7 +77,7 @@ def page(page: str) -> HTMLResponse:
         raise NotFound(f"no dashboard page {page[:64]!r}")
     shell = (STATIC / "shell.html").read_text(encoding="utf-8")
     return HTMLResponse(
-        shell.replace("{{page}}", page).replace("{{title}}", title),
+        shell.replace("{{page}}", page).replace("{{title}}", title).replace("{{v}}", VERSION),
         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
     )
 
@@ -60,4 +85,4 @@ def page(page: str) -> HTMLResponse:
 def install(app: FastAPI) -> None:
     """Mount the dashboard on ``app``: pages under /ui/, assets under /ui/static/."""
     app.include_router(router)
-    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.mount("/ui/static", _Assets(directory=STATIC), name="ui-static")
