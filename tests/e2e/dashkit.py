@@ -38,7 +38,7 @@ GAP_DEVICE = "hh002-meter"
 class Dashboard:
     url: str
     hub: Hub
-    tokens: dict[str, str]  # "researcher", "customer", "other"
+    tokens: dict[str, str]  # "researcher", "customer" (linear), "other" (northwind), "admin"
     day: date  # yesterday in the tenant's zone: a full day of data
     gap: tuple[datetime, datetime]  # GAP_DEVICE sent nothing in [start, end)
 
@@ -65,7 +65,8 @@ def _write(hub: Hub, fleet: Fleet, tenant: str, start: datetime, end: datetime, 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     hub = build_hub(make_settings(tmp_path_factory.mktemp("dashboard")))
-    hub.ensure_admin_token()
+    admin = hub.ensure_admin_token()
+    assert admin is not None
     hub.start(mqtt=False)
     server: ApiServer | None = None
     try:
@@ -90,6 +91,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             "researcher": hub.tokens.create(TENANT, "researcher", "e2e")[1],
             "customer": hub.tokens.create(TENANT, "customer", "e2e")[1],
             "other": hub.tokens.create(OTHER, "researcher", "e2e")[1],
+            "admin": admin,  # the installation's: every tenant
         }
         server = ApiServer(hub, "127.0.0.1", 0)
         server.start()

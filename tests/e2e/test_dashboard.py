@@ -241,3 +241,26 @@ def test_aggregates_page_equals_the_api(browser: Any, dashboard: Dashboard) -> N
         " Number(tr.querySelectorAll('td')[1].textContent))"
     )
     assert sum(pv) == len(dashboard.get(f"{LINEAR}/sites"))
+
+
+def test_tariffs_page_says_what_the_api_holds(browser: Any, dashboard: Dashboard) -> None:
+    page = login(browser, dashboard)
+    open_page(page, dashboard, "/ui/tariffs")
+    # the demo publishes no tariffs: an empty list, or no tariffs API on this hub at all
+    assert "no tariffs" in (page.text_content("#tariffs") or "")
+    assert "no control signals" in (page.text_content("#control-signals") or "")
+    experiments = dashboard.get(f"{LINEAR}/reports/overview")["groups"]["experiment"]
+    for name, count in experiments.items():
+        assert page.locator("#experiments tr", has_text=name).text_content() == f"{name}{count}"
+
+
+def test_installation_admin_switches_between_tenants(browser: Any, dashboard: Dashboard) -> None:
+    page = login(browser, dashboard, "admin")
+    open_page(page, dashboard, "/ui/household")
+    page.wait_for_selector("#tenant")
+    assert page.input_value("#tenant") == "linear"
+    page.select_option("#tenant", OTHER)
+    page.wait_for_function(f"sessionStorage.getItem('gh.tenant') === '{OTHER}'")
+    page.wait_for_function("window.__gridhub && window.__gridhub.householdDrawn > 0")
+    assert page.evaluate("window.__gridhub.household.site").startswith("nw")
+    assert "hh0" not in page.content()

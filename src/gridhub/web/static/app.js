@@ -349,23 +349,41 @@ pages.completeness = async () => {
 };
 
 pages.tariffs = async () => {
-  const sections = [["tariffs", "Tariffs"], ["control-signals", "Control signals"]];
-  for (const [path, title] of sections) {
-    const box = h("div", { class: "card", id: path }, h("h2", {}, title));
+  const month = param("month", localDate(0).slice(0, 7));
+  const site = param("site", "");
+  const first = `${month}-01`;
+  const last = addDays(addDays(first, 32).slice(0, 8) + "01", -1);
+  const go = (p) => { setParams(p); location.reload(); };
+  const sites = await api(T("/sites"));
+  content().append(h("div", { class: "controls" },
+    "month", h("input", { id: "month", type: "month", value: month, on: { change: (e) => go({ month: e.target.value }) } }),
+    "household", h("select", { id: "tariff-site", on: { change: (e) => go({ site: e.target.value }) } },
+      h("option", { value: "" }, "all"), sites.map((s) => h("option", { value: s.id, selected: s.id === site }, s.id)))));
+  const target = (t) => (t.attribute ? `${t.attribute} = ${t.value}` : `${t.sites.length} household(s)`);
+  const sections = [
+    ["tariffs", "Tariffs", { from: first, to: last, site },
+      ["day", "kind", "target", "periods", "unit", "published"],
+      (r) => [r.day, r.kind, target(r.target), r.periods.map((p) => `${p.start}–${p.end} ${p.price}${p.label ? " (" + p.label + ")" : ""}`).join(" · "), r.unit, r.published.slice(0, 16)]],
+    ["control-signals", "Control signals", { from: `${first}T00:00:00Z`, to: `${addDays(last, 1)}T00:00:00Z`, site },
+      ["direction", "limit kW", "start", "end", "target", "households", "issuer"],
+      (r) => [r.direction, r.limit_kw, r.start.slice(0, 16), r.end ? r.end.slice(0, 16) : "until replaced", target(r.target), r.sites.length, r.issuer]],
+  ];
+  for (const [path, title, params, cols, row] of sections) {
+    const box = h("div", { class: "card", id: path }, h("h2", {}, `${title}, ${month}`));
     content().append(box);
     try {
-      const rows = await api(T(`/${path}`));
-      if (!rows.length) box.append(h("p", { class: "muted" }, `no ${title.toLowerCase()}`));
-      else box.append(table(rows));
+      const rows = await api(T(`/${path}?`) + qs(params));
+      box.append(rows.length
+        ? h("table", {}, h("tr", {}, cols.map((c) => h("th", {}, c))), rows.map((r) => h("tr", {}, row(r).map((v) => h("td", {}, v)))))
+        : h("p", { class: "muted" }, `no ${title.toLowerCase()}`));
     } catch (err) {
-      box.append(h("p", { class: "muted" }, err.status === 404 ? `no ${title.toLowerCase()} (this hub has no ${path} API)` : err.message));
+      box.append(h("p", { class: "muted" }, err.status === 404 ? `no ${title.toLowerCase()}: this hub has no ${path} API` : err.message));
     }
   }
   const overview = await api(T("/reports/overview"));
-  const box = h("div", { class: "card", id: "experiments" }, h("h2", {}, "Experiments"),
+  content().append(h("div", { class: "card", id: "experiments" }, h("h2", {}, "Experiments"),
     h("p", { class: "muted" }, "Households per experiment, from the site registry."),
-    h("table", {}, Object.entries(overview.groups.experiment || {}).map(([k, v]) => h("tr", {}, h("td", {}, k || "(none)"), h("td", { class: "num" }, v)))));
-  content().append(box);
+    h("table", {}, Object.entries(overview.groups.experiment || {}).map(([k, v]) => h("tr", {}, h("td", {}, k || "(none)"), h("td", { class: "num" }, v))))));
   GH.ready = true;
 };
 
@@ -431,6 +449,18 @@ pages.export = async () => {
   GH.ready = true;
 };
 
+// the installation admin may read every tenant: a selector in the header switches between them
+async function tenantSwitcher() {
+  const tenants = await api("/api/v1/tenants");
+  const select = h("select", { id: "tenant", on: { change: async (e) => {
+    const info = await api(`/api/v1/tenants/${encodeURIComponent(e.target.value)}`);
+    sessionStorage.setItem("gh.tenant", info.id);
+    sessionStorage.setItem("gh.zone", info.timezone);
+    location.href = location.pathname;
+  } } }, tenants.map((t) => h("option", { value: t.id, selected: t.id === session.tenant }, t.id)));
+  $("#who").replaceChildren(select, " · installation admin");
+}
+
 // -- start ---------------------------------------------------------------------------------------
 
 async function start() {
@@ -438,6 +468,7 @@ async function start() {
   if (page !== "login" && !session.token) { logout(); return; }
   if (page !== "login") {
     $("#who").textContent = `${session.tenant} · ${session.role}`;
+    if (sessionStorage.getItem("gh.installation")) tenantSwitcher();
     $("#logout").addEventListener("click", logout);
     document.querySelector(`[data-nav="${page}"]`)?.classList.add("active");
   }
