@@ -128,8 +128,29 @@ def measure(url: str, token: str, fleet: Fleet, now: datetime, runs: int) -> dic
                     f"/api/v1/tenants/{TENANT}/reports/household/{site}", params={"day": day}
                 )
                 api.append((time.perf_counter() - began) * 1000)
+        reports = {
+            "overview": ("overview", {}),
+            "completeness_14d": (
+                "completeness",
+                {"from": str(day - timedelta(days=13)), "to": str(day)},
+            ),
+            "aggregates_7d": ("aggregates", {"from": str(day - timedelta(days=6)), "to": str(day)}),
+            "timelines": (f"timelines/{sites[3]}", {"day": str(day)}),
+        }
+        other: dict[str, float] = {}
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as client:
+            for name, (path, params) in reports.items():
+                times = []
+                for _ in range(5):
+                    began = time.perf_counter()
+                    client.get(f"/api/v1/tenants/{TENANT}/reports/{path}", params=params)
+                    times.append((time.perf_counter() - began) * 1000)
+                other[f"api_{name}_median_ms"] = round(statistics.median(times), 1)
     warm.sort()
     return {
+        **other,
         "runs": len(warm),
         "first_ms": round(cold[0], 1),
         "median_ms": round(statistics.median(warm), 1),
