@@ -256,3 +256,16 @@ def test_dashboard_pages_and_assets_are_served(api: Api) -> None:
         assert anonymous.get("/ui/nothing").status_code == 404
         # the shell holds no data: the pages read it from the API with a token
         assert anonymous.get("/api/v1/tenants/linear/reports/overview").status_code == 401
+
+
+def test_sql_values_of_every_type_come_back_as_json(two_tenants: dict[str, httpx.Client]) -> None:
+    statement = (
+        "SELECT CAST('nan' AS DOUBLE) AS n, CAST('inf' AS DOUBLE) AS i, min(ts) AS t,"
+        " CAST(min(ts) AS DATE) AS d, max(ts) - min(ts) AS span, CAST(1.5 AS DECIMAL(4, 2)) AS x,"
+        " list(DISTINCT device) AS devices FROM measurements"
+    )
+    body = sql(two_tenants["researcher"], statement).json()
+    n, i, t, d, span, x, devices = body["rows"][0]
+    assert (n, i, x, devices) == ("nan", "inf", 1.5, ["hh001-meter"])
+    assert t.startswith("2026-06-0") and d.startswith("2026-06-0")
+    assert span == 95 * 900

@@ -206,8 +206,9 @@ class ReportService:
 
     # -- R3: aggregates --------------------------------------------------------------------------
 
-    def aggregates(self, tenant: str, first: date, last: date) -> Aggregates:
-        days = self.days(tenant, first, last, 1)
+    def aggregates(self, tenant: str, first: date | None, last: date | None) -> Aggregates:
+        """Energy over local days ``first..last`` (default: the last 7 days, today included)."""
+        days = self.days(tenant, first, last, 7)
         zone = self._registry.tenant(tenant).zone
         start, _ = day_bounds(days[0], zone)
         _, end = day_bounds(days[-1], zone)

@@ -17,7 +17,11 @@ and a row limit (:mod:`gridhub.storage.duckdb_reports`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -35,6 +39,7 @@ __all__ = [
     "SQL_ROLES",
     "VIEWS",
     "SqlConsole",
+    "json_rows",
     "scope_sql",
 ]
 
@@ -217,3 +222,26 @@ class SqlConsole:
             raise InvalidRequest(f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}]")
         scoped = scope_sql(sql, tenant, self._reports.table_names())
         return self._reports.run_sql(scoped.sql, limit, timeout_s)
+
+
+def json_rows(result: SqlResult) -> list[list[Any]]:
+    """Rows as JSON values: times in ISO 8601, NaN and infinities as strings, bytes as hex."""
+    return [[_json(v) for v in row] for row in result.rows]
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    return value

@@ -27,7 +27,7 @@ from gridhub.services.report_types import (
     Missing,
     Timelines,
 )
-from gridhub.services.sql_console import MAX_ROWS, MAX_SQL_CHARS, MAX_TIMEOUT_S
+from gridhub.services.sql_console import MAX_ROWS, MAX_SQL_CHARS, MAX_TIMEOUT_S, json_rows
 
 __all__ = ["router"]
 
@@ -88,8 +88,7 @@ def aggregates(
     tenant: str, hub: HubDep, who: PrincipalDep, start: FromDay = None, end: ToDay = None
 ) -> Aggregates:
     who.require_tenant(tenant)
-    first = start or end
-    return hub.reports.aggregates(tenant, first or date.today(), end or first or date.today())
+    return hub.reports.aggregates(tenant, start, end)
 
 
 @router.get(
@@ -153,7 +152,7 @@ def sql(
     return SqlPublic(
         result.columns,
         result.types,
-        [list(r) for r in result.rows],
+        json_rows(result),
         result.truncated,
         round(result.seconds, 4),
     )
@@ -186,9 +185,7 @@ _VIEWS: dict[str, Callable[[Hub, str, _Params], object]] = {
     "timelines": lambda hub, t, p: hub.reports.timelines(
         t, _need(p.site, "site"), _need(p.day, "day")
     ),
-    "aggregates": lambda hub, t, p: hub.reports.aggregates(
-        t, _need(p.start or p.day, "from"), _need(p.end or p.start or p.day, "to")
-    ),
+    "aggregates": lambda hub, t, p: hub.reports.aggregates(t, p.start, p.end),
     "completeness": lambda hub, t, p: hub.reports.completeness(
         t, p.start, p.end, p.threshold, p.site
     ),
