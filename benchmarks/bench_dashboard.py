@@ -110,7 +110,7 @@ def measure(url: str, token: str, fleet: Fleet, now: datetime, runs: int) -> dic
         for i in range(runs + 1):
             site = sites[(i * 7) % len(sites)]
             page.goto(f"{url}/ui/household?site={site}&day={day}")
-            page.wait_for_function("window.__gridhub && window.__gridhub.householdDrawn > 0")
+            page.wait_for_function("() => window.__gridhub && window.__gridhub.householdDrawn > 0")
             times = page.evaluate(
                 "[window.__gridhub.householdScript, window.__gridhub.householdData,"
                 " window.__gridhub.householdDrawn]"

@@ -129,14 +129,14 @@ def login(browser: Any, dashboard: Dashboard, who: str = "researcher") -> Any:
     page.fill("#token", dashboard.tokens[who])
     page.click("#signin")
     page.wait_for_url("**/ui/overview")
-    page.wait_for_function("window.__gridhub && window.__gridhub.ready === true")
+    page.wait_for_function("() => window.__gridhub && window.__gridhub.ready === true")
     return page
 
 
 def open_page(page: Any, dashboard: Dashboard, path: str) -> None:
     page.goto(f"{dashboard.url}{path}")
     page.wait_for_function(
-        "(window.__gridhub && window.__gridhub.ready === true)"
+        "() => (window.__gridhub && window.__gridhub.ready === true)"
         " || !document.querySelector('#error').hidden"
     )
 

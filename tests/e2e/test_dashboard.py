@@ -21,7 +21,7 @@ LINEAR = "/api/v1/tenants/linear"
 
 def _household(page: Any, dashboard: Dashboard, site: str = "hh001") -> dict[str, Any]:
     open_page(page, dashboard, f"/ui/household?site={site}&day={dashboard.day}")
-    page.wait_for_function("window.__gridhub.householdDrawn > 0")
+    page.wait_for_function("() => window.__gridhub.householdDrawn > 0")
     data: dict[str, Any] = page.evaluate(
         "() => { const c = window.__gridhub.charts.household;"
         " return { x: c.data[0], series: window.__gridhub.household.series,"
@@ -62,7 +62,7 @@ def test_hover_shows_time_and_value(browser: Any, dashboard: Dashboard) -> None:
     box = page.locator("#chart .u-over").bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] / 2)
-    page.wait_for_function("window.__gridhub.charts.household.cursor.idx != null")
+    page.wait_for_function("() => window.__gridhub.charts.household.cursor.idx != null")
     idx = page.evaluate("window.__gridhub.charts.household.cursor.idx")
     meter = chart["series"][0]
     assert meter["device"] == "hh001-meter"
@@ -95,10 +95,10 @@ def test_step_to_the_next_day_and_week_view(browser: Any, dashboard: Dashboard) 
     open_page(page, dashboard, f"/ui/household?site=hh001&day={day_before}")
     page.click("#next")
     page.wait_for_url(re.compile(f"day={dashboard.day}"))
-    page.wait_for_function("window.__gridhub.householdDrawn > 0")
+    page.wait_for_function("() => window.__gridhub.householdDrawn > 0")
     assert page.input_value("#day") == str(dashboard.day)
     open_page(page, dashboard, f"/ui/household?site=hh001&day={day_before}&days=7")
-    page.wait_for_function("window.__gridhub.householdDrawn > 0")
+    page.wait_for_function("() => window.__gridhub.householdDrawn > 0")
     assert page.evaluate("window.__gridhub.charts.household.data[0].length") == 7 * 96
 
 
@@ -159,7 +159,7 @@ def test_sql_console_runs_for_researchers_only(browser: Any, dashboard: Dashboar
     open_page(page, dashboard, "/ui/export")
     page.fill("#sql", "SELECT hardware_id FROM devices ORDER BY hardware_id")
     page.click("#run-sql")
-    page.wait_for_function("window.__gridhub.sql !== undefined")
+    page.wait_for_function("() => window.__gridhub.sql !== undefined")
     result = page.evaluate("window.__gridhub.sql")
     devices = dashboard.get(f"{LINEAR}/devices")
     assert [r[0] for r in result["rows"]] == sorted(d["hardware_id"] for d in devices)
@@ -260,7 +260,26 @@ def test_installation_admin_switches_between_tenants(browser: Any, dashboard: Da
     page.wait_for_selector("#tenant")
     assert page.input_value("#tenant") == "linear"
     page.select_option("#tenant", OTHER)
-    page.wait_for_function(f"sessionStorage.getItem('gh.tenant') === '{OTHER}'")
-    page.wait_for_function("window.__gridhub && window.__gridhub.householdDrawn > 0")
+    page.wait_for_function(f"() => sessionStorage.getItem('gh.tenant') === '{OTHER}'")
+    page.wait_for_function("() => window.__gridhub && window.__gridhub.householdDrawn > 0")
     assert page.evaluate("window.__gridhub.household.site").startswith("nw")
     assert "hh0" not in page.content()
+
+
+def test_stacked_plugs_still_hover_their_own_values(browser: Any, dashboard: Dashboard) -> None:
+    page = login(browser, dashboard)
+    open_page(page, dashboard, f"/ui/household?site=hh001&day={dashboard.day}&mode=stacked")
+    page.wait_for_function("() => window.__gridhub.householdDrawn > 0")
+    plotted = page.evaluate("window.__gridhub.charts.household.data")
+    series = page.evaluate("window.__gridhub.household.series")
+    plugs = [i for i, s in enumerate(series) if "-plug-" in s["device"]]
+    # the plugs are drawn on top of each other: the last one plotted is their sum
+    total = [sum(series[i]["values"][k] or 0 for i in plugs) for k in range(96)]
+    assert plotted[plugs[-1] + 1] == pytest.approx(total)
+    box = page.locator("#chart .u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => window.__gridhub.charts.household.cursor.idx != null")
+    idx = page.evaluate("window.__gridhub.charts.household.cursor.idx")
+    legend = page.locator(".u-legend .u-series").nth(plugs[-1] + 1).locator(".u-value")
+    assert legend.text_content() == f"{series[plugs[-1]]['values'][idx]:.3f} kW"

@@ -17,8 +17,12 @@ def test_each_page_renders(browser: Any, dashboard: Dashboard) -> None:
     page = login(browser, dashboard)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # the pages run under a strict Content-Security-Policy: nothing of theirs may trip it
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
     for name in PAGES:
         open_page(page, dashboard, f"/ui/{name}")
         assert page.locator("#error").is_hidden(), page.locator("#error").text_content()
         screenshot(page, name)
-    assert errors == []
+        if name == "tariffs":  # a hub without the tariffs API answers 404, and the page says so
+            errors = [e for e in errors if "404" not in e]
+        assert errors == [], name

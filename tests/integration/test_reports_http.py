@@ -4,6 +4,7 @@ and the SQL console's security boundary (tenant scoping, statement kinds, timeou
 from __future__ import annotations
 
 import io
+import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -60,6 +61,10 @@ def test_completeness_expects_the_dst_days_quarter_hours(
     missing = client.get(f"{R}/completeness/hh001-meter/missing", params={"day": day}).json()
     assert [datetime.fromisoformat(t) for t in missing["missing"]] == slots[10:13]
     assert (missing["expected"], missing["received"]) == (expected, expected - 3)
+    view = client.get(f"{R}/household/hh001", params={"day": day}).json()
+    assert len(view["slots"]) == expected
+    consumed = next(s for s in view["series"] if s["identifier"] == P)
+    assert consumed["values"].count(None) == 3
 
 
 def test_completeness_threshold_decides_the_warnings(hub: Hub, api: Api) -> None:
@@ -252,6 +257,11 @@ def test_dashboard_pages_and_assets_are_served(api: Api) -> None:
     with httpx.Client(base_url=api.url) as anonymous:
         page = anonymous.get("/ui/household")
         assert page.status_code == 200 and "uPlot.iife.min.js" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        asset = re.search(r'src="(/ui/static/app\.js\?v=\w+)"', page.text)
+        assert asset is not None
+        cached = anonymous.get(asset.group(1))
+        assert "immutable" in cached.headers["cache-control"]
         assert anonymous.get("/ui/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
         assert anonymous.get("/ui/nothing").status_code == 404
         # the shell holds no data: the pages read it from the API with a token

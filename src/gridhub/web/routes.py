@@ -34,6 +34,11 @@ PAGES = {
 }
 
 router = APIRouter(include_in_schema=False)
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
 
 
 def _assets_version() -> str:
@@ -78,7 +83,13 @@ def page(page: str) -> HTMLResponse:
     shell = (STATIC / "shell.html").read_text(encoding="utf-8")
     return HTMLResponse(
         shell.replace("{{page}}", page).replace("{{title}}", title).replace("{{v}}", VERSION),
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            # the token sits in sessionStorage: no script but ours may ever run on these pages
+            "Content-Security-Policy": CSP,
+            "Referrer-Policy": "no-referrer",
+        },
     )
 
 
