@@ -279,3 +279,20 @@ def test_sql_values_of_every_type_come_back_as_json(two_tenants: dict[str, httpx
     assert (n, i, x, devices) == ("nan", "inf", 1.5, ["hh001-meter"])
     assert t.startswith("2026-06-0") and d.startswith("2026-06-0")
     assert span == 95 * 900
+
+
+def test_days_out_of_range_are_refused_precisely(hub: Hub, api: Api) -> None:
+    client = api.client(seed_tenant(hub))
+    for path, params in (
+        ("household/hh001", {"day": "9999-12-31"}),
+        ("household/hh001", {"day": "0001-01-01"}),
+        ("timelines/hh001", {"day": "9999-12-31"}),
+        ("completeness", {"from": "0001-01-01", "to": "0001-01-02"}),
+        ("completeness", {"from": "2026-01-01", "to": "2026-12-31"}),
+        ("completeness", {"from": "2026-02-01", "to": "2026-01-01"}),
+        ("completeness/hh001-meter/missing", {"day": "9999-12-31"}),
+        ("aggregates", {"to": "0001-01-01"}),
+    ):
+        response = client.get(f"{R}/{path}", params=params)
+        assert response.status_code == 422, (path, params, response.text)
+    assert client.get(f"{R}/household/nope", params={"day": "2026-06-01"}).status_code == 404

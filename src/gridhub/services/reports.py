@@ -98,14 +98,12 @@ class ReportService:
         """Local days ``first..last`` (inclusive); without them the last ``default`` days."""
         zone = self._registry.tenant(tenant).zone
         today = datetime.now(zone).date()
-        last = last or today
-        first = first or last - timedelta(days=default - 1)
+        last = _checked(last or today)
+        first = _checked(first or last - timedelta(days=default - 1))
         if last < first:
             raise InvalidRequest("to must not be before from")
         if (last - first).days + 1 > MAX_RANGE_DAYS:
             raise InvalidRequest(f"a range spans at most {MAX_RANGE_DAYS} days")
-        if first.year < 1970 or last.year > 9998:
-            raise InvalidRequest("days must lie in the years 1970..9998")
         return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
     def _slots(self, tenant: str, day: date, interval_s: int) -> list[int]:
@@ -120,6 +118,7 @@ class ReportService:
     def household(self, tenant: str, site_id: str, day: date, days: int = 1) -> HouseholdView:
         if not 1 <= days <= 31:
             raise InvalidRequest("days must be 1..31")
+        _checked(day)
         site = self._registry.site(tenant, site_id)
         zone = self._registry.tenant(tenant).zone
         start, _ = day_bounds(day, zone)
@@ -178,6 +177,7 @@ class ReportService:
     # -- R2: device state timelines --------------------------------------------------------------
 
     def timelines(self, tenant: str, site_id: str, day: date) -> Timelines:
+        _checked(day)
         site = self._registry.site(tenant, site_id)
         zone = self._registry.tenant(tenant).zone
         start, end = day_bounds(day, zone)
@@ -369,6 +369,13 @@ class ReportService:
                 pipeline_per_second=pipeline,
             ),
         )
+
+
+def _checked(day: date) -> date:
+    """Refuse days where offsets and day arithmetic would overflow ``datetime``."""
+    if not 1970 <= day.year <= 9998:
+        raise InvalidRequest("days must lie in the years 1970..9998")
+    return day
 
 
 def _runs(grid: list[int], values: list[float | None], zone: str) -> list[Run]:
