@@ -118,7 +118,7 @@ def test_completeness_equals_the_api(browser: Any, dashboard: Dashboard) -> None
     assert [c[0] for c in cells] == [d["device"] for d in api["devices"]]
     for (device, row), expected in zip(cells, api["devices"], strict=True):
         assert [r for r, _ in row] == expected["received"], device
-        assert [e for _, e in row] == api["expected"]
+        assert [e for _, e in row] == expected["expected"]
     gap = next(d for d in api["devices"] if d["device"] == GAP_DEVICE)
     assert gap["received"][-1] == 96 - 8  # 09:00-11:00 missing
     assert page.text_content("#warning-count") == str(len(api["warnings"]))

@@ -55,7 +55,7 @@ def test_completeness_expects_the_dst_days_quarter_hours(
     kept = [ts for i, ts in enumerate(slots) if i not in (10, 11, 12)]
     send(client, "linear", "hh001-meter", [(ts, 1.0) for ts in kept])
     body = client.get(f"{R}/completeness", params={"from": day, "to": day}).json()
-    assert body["expected"] == [expected]
+    assert body["devices"][0]["expected"] == [expected]
     assert body["devices"][0]["received"] == [expected - 3]
     assert body["received_total"] == expected - 3 and body["expected_total"] == expected
     missing = client.get(f"{R}/completeness/hh001-meter/missing", params={"day": day}).json()
@@ -296,3 +296,31 @@ def test_days_out_of_range_are_refused_precisely(hub: Hub, api: Api) -> None:
         response = client.get(f"{R}/{path}", params=params)
         assert response.status_code == 422, (path, params, response.text)
     assert client.get(f"{R}/household/nope", params={"day": "2026-06-01"}).status_code == 404
+
+
+def test_completeness_follows_each_devices_reporting_interval(hub: Hub, api: Api) -> None:
+    """With the devices' intervals wired in (``interval_of``), a 1-minute plug is expected
+    1,440 slots a day and a device with no regular series is expected nothing."""
+    from gridhub.services.reports import ReportService
+    from gridhub.storage.duckdb_reports import DuckDBReportStore
+
+    client = api.client(seed_tenant(hub, devices=("hh001-meter", "hh001-plug", "hh001-gw")))
+    intervals = {"hh001-meter": 900, "hh001-plug": 60, "hh001-gw": None}
+    reports = ReportService(
+        hub.store,
+        DuckDBReportStore(hub.db),
+        hub.registry,
+        hub.pipeline.metrics,
+        interval_of=lambda _tenant, device: intervals[device.hardware_id],
+    )
+    day = date(2026, 6, 5)
+    start = quarters(day)[0]
+    send(client, "linear", "hh001-plug", [(start + timedelta(minutes=m), 0.1) for m in range(60)])
+    send(client, "linear", "hh001-meter", [(ts, 1.0) for ts in quarters(day)])
+    body = reports.completeness("linear", day, day)
+    rows = {d.device: (d.interval_s, d.received, d.expected) for d in body.devices}
+    assert rows == {"hh001-meter": (900, [96], [96]), "hh001-plug": (60, [60], [1440])}
+    assert body.warnings == ["hh001-plug"]
+    missing = reports.missing("linear", "hh001-plug", day)
+    assert (missing.expected, missing.received, len(missing.missing)) == (1440, 60, 1380)
+    assert reports.missing("linear", "hh001-gw", day).expected == 0

@@ -78,7 +78,7 @@ def _completeness(v: Completeness) -> Table:
     rows = [
         (d.device, d.site, d.device_type, day, got, want, got / want if want else None)
         for d in v.devices
-        for day, got, want in zip(v.days, d.received, v.expected, strict=True)
+        for day, got, want in zip(v.days, d.received, d.expected, strict=True)
     ]
     return Table(["device", "site", "device_type", "day", "received", "expected", "ratio"], rows)
 

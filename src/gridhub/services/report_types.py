@@ -102,7 +102,9 @@ class DeviceCompleteness:
     device: str
     site: str | None
     device_type: str
-    received: list[int]  # per day of Completeness.days
+    interval_s: int  # seconds between the device's readings: a slot
+    received: list[int]  # slots with a reading, per day of Completeness.days
+    expected: list[int]  # per day: 96, or 92/100 on DST days at 15 min; today: slots begun
     ratio: float
     warning_days: list[date]
 
@@ -111,10 +113,8 @@ class DeviceCompleteness:
 class Completeness:
     tenant: str
     timezone: str
-    interval_s: int
     threshold: float
     days: list[date]
-    expected: list[int]  # per day: 96, 92 or 100 (fewer today: the slots begun so far)
     devices: list[DeviceCompleteness]
     warnings: list[str]
     received_total: int
@@ -127,10 +127,11 @@ class Missing:
     device: str
     day: date
     timezone: str
-    interval_s: int
+    interval_s: int | None
     expected: int
     received: int
-    missing: list[datetime]
+    missing: list[datetime]  # the first MAX_MISSING
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

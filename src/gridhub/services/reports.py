@@ -3,8 +3,9 @@
 Every report is computed from the stored readings on request, through the same registry and
 query service the API uses, so a dashboard page shows exactly what the JSON API returns. Days are
 calendar days in the tenant's zone: a DST day has 92 or 100 quarter-hours, and completeness
-expects that many. A device is expected to report every :data:`DEFAULT_INTERVAL_S` seconds
-(what every simulated and Linear device does); today counts only the slots already begun.
+expects that many. A device is expected to report every ``interval_of(tenant, device)`` seconds
+(default :data:`DEFAULT_INTERVAL_S`, what every simulated and Linear device does); today
+counts only the slots already begun.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -41,9 +43,12 @@ from gridhub.storage.base import AlertQuery, Store
 from gridhub.storage.registry import Registry
 from gridhub.storage.reports import ReportStore
 
-__all__ = ["DEFAULT_INTERVAL_S", "MAX_RANGE_DAYS", "ReportService"]
+__all__ = ["DEFAULT_INTERVAL_S", "MAX_RANGE_DAYS", "IntervalOf", "ReportService"]
 
 DEFAULT_INTERVAL_S = 900
+MAX_MISSING = 5000  # missing slots listed per device-day (a 1 s device has 86,400 a day)
+# (tenant, device) -> seconds between the device's readings, None if it sends no regular series
+IntervalOf = Callable[[str, Device], int | None]
 MAX_RANGE_DAYS = 92
 POWER = "electricity.power.active.consumed.total"
 INJECTED = "electricity.power.active.injected.total"
@@ -85,12 +90,15 @@ class ReportService:
         reports: ReportStore,
         registry: Registry,
         metrics: IngestMetrics,
+        interval_of: IntervalOf | None = None,
     ) -> None:
         self._store = store
         self._reports = reports
         self._registry = registry
         self._metrics = metrics
         self._sampler = _RateSampler()
+        # a device's reporting interval; by default every device reports every 15 minutes
+        self._interval_of = interval_of
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -271,48 +279,49 @@ class ReportService:
         zone = self._registry.tenant(tenant).zone
         start, _ = day_bounds(days[0], zone)
         _, end = day_bounds(days[-1], zone)
-        interval = DEFAULT_INTERVAL_S
-        expected = [len(self._slots(tenant, d, interval)) for d in days]
         index = {d: i for i, d in enumerate(days)}
-        counts: dict[str, list[int]] = {}
-        for c in self._reports.slot_counts(tenant, start, end, zone.key, interval):
-            if c.day in index:
-                counts.setdefault(c.device, [0] * len(days))[index[c.day]] = c.slots
-        devices: list[DeviceCompleteness] = []
+        by_interval: dict[int, list[Device]] = {}
         for device in self._registry.devices(tenant, site):
-            received = [
-                min(r, e)
-                for r, e in zip(
-                    counts.get(device.hardware_id, [0] * len(days)), expected, strict=True
+            interval = self._interval(tenant, device)
+            if interval is not None:  # a device with no regular series is expected to send none
+                by_interval.setdefault(interval, []).append(device)
+        devices: list[DeviceCompleteness] = []
+        for interval, members in sorted(by_interval.items()):
+            expected = [len(self._slots(tenant, d, interval)) for d in days]
+            counts: dict[str, list[int]] = {}
+            for c in self._reports.slot_counts(tenant, start, end, zone.key, interval):
+                if c.day in index:
+                    counts.setdefault(c.device, [0] * len(days))[index[c.day]] = c.slots
+            for device in members:
+                got = counts.get(device.hardware_id, [0] * len(days))
+                received = [min(r, e) for r, e in zip(got, expected, strict=True)]
+                low = [
+                    d
+                    for d, r, e in zip(days, received, expected, strict=True)
+                    if e and r / e < threshold
+                ]
+                devices.append(
+                    DeviceCompleteness(
+                        device=device.hardware_id,
+                        site=device.site,
+                        device_type=device.device_type,
+                        interval_s=interval,
+                        received=received,
+                        expected=expected,
+                        ratio=sum(received) / sum(expected) if sum(expected) else 1.0,
+                        warning_days=low,
+                    )
                 )
-            ]
-            got, want = sum(received), sum(expected)
-            low = [
-                d
-                for d, r, e in zip(days, received, expected, strict=True)
-                if e and r / e < threshold
-            ]
-            devices.append(
-                DeviceCompleteness(
-                    device=device.hardware_id,
-                    site=device.site,
-                    device_type=device.device_type,
-                    received=received,
-                    ratio=got / want if want else 1.0,
-                    warning_days=low,
-                )
-            )
+        devices.sort(key=lambda d: d.device)
         return Completeness(
             tenant=tenant,
             timezone=zone.key,
-            interval_s=interval,
             threshold=threshold,
             days=days,
-            expected=expected,
             devices=devices,
             warnings=[d.device for d in devices if d.warning_days],
             received_total=sum(sum(d.received) for d in devices),
-            expected_total=sum(expected) * len(devices),
+            expected_total=sum(sum(d.expected) for d in devices),
         )
 
     def missing(self, tenant: str, device_id: str, day: date) -> Missing:
@@ -322,19 +331,31 @@ class ReportService:
         self.days(tenant, day, day, 1)
         zone = self._registry.tenant(tenant).zone
         start, end = day_bounds(day, zone)
-        expected = self._slots(tenant, day, DEFAULT_INTERVAL_S)
-        present = set(self._reports.slots(tenant, device_id, start, end, DEFAULT_INTERVAL_S))
-        gaps = [from_us(t).astimezone(zone) for t in expected if t not in present]
+        interval = self._interval(tenant, device)
+        expected = self._slots(tenant, day, interval) if interval is not None else []
+        present = (
+            set(self._reports.slots(tenant, device_id, start, end, interval))
+            if interval is not None
+            else set()
+        )
+        gaps = [t for t in expected if t not in present]
         return Missing(
             tenant=tenant,
             device=device_id,
             day=day,
             timezone=zone.key,
-            interval_s=DEFAULT_INTERVAL_S,
+            interval_s=interval,
             expected=len(expected),
             received=len(expected) - len(gaps),
-            missing=gaps,
+            missing=[from_us(t).astimezone(zone) for t in gaps[:MAX_MISSING]],
+            truncated=len(gaps) > MAX_MISSING,
         )
+
+    def _interval(self, tenant: str, device: Device) -> int | None:
+        """Seconds between a device's readings (None: it sends no regular series)."""
+        if self._interval_of is None:
+            return DEFAULT_INTERVAL_S
+        return self._interval_of(tenant, device)
 
     # -- fleet overview --------------------------------------------------------------------------
 

@@ -303,11 +303,11 @@ async function renderHeatmap(root, { threshold, from, to, compact }) {
   GH.completeness = data;
   const pct = data.expected_total ? ((100 * data.received_total) / data.expected_total).toFixed(2) : "100";
   const table = h("table", { class: "heatmap", id: "heatmap" },
-    h("tr", {}, h("th", {}, "device"), data.days.map((d, i) => h("th", { title: `expected ${data.expected[i]}` }, d.slice(5)))),
+    h("tr", {}, h("th", {}, "device"), data.days.map((d) => h("th", {}, d.slice(5)))),
     data.devices.map((dev) => h("tr", { "data-device": dev.device },
       h("th", {}, dev.device),
       dev.received.map((r, i) => {
-        const e = data.expected[i];
+        const e = dev.expected[i];
         const ratio = e ? r / e : 1;
         return h("td", {
           class: e && ratio < threshold ? "warn" : "", style: `background:${heatColour(ratio, threshold)}`,
@@ -316,7 +316,7 @@ async function renderHeatmap(root, { threshold, from, to, compact }) {
         }, compact ? "" : r);
       }))));
   root.append(h("p", { id: "completeness-summary" },
-    `${data.received_total} of ${data.expected_total} quarter-hours received (${pct} %); `,
+    `${data.received_total} of ${data.expected_total} slots received (${pct} %); `,
     h("strong", { id: "warning-count" }, data.warnings.length), ` devices below ${Math.round(threshold * 100)} % on some day`),
     h("div", { class: "scroll" }, table), h("div", { id: "missing" }));
   return data;
@@ -327,7 +327,9 @@ async function drill(device, day) {
   const box = $("#missing");
   box.innerHTML = "";
   box.append(h("h2", {}, `${device} on ${day}: ${data.received} / ${data.expected}`),
-    data.missing.length ? h("p", { id: "missing-list" }, data.missing.map(fmtTime).join(", ")) : h("p", { id: "missing-list" }, "no quarter-hour missing"));
+    data.missing.length
+      ? h("p", { id: "missing-list" }, data.missing.map(fmtTime).join(", ") + (data.truncated ? " …" : ""))
+      : h("p", { id: "missing-list" }, "no slot missing"));
 }
 
 pages.completeness = async () => {
