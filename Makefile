@@ -14,10 +14,13 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Mosquitto is what the integration tests and benchmarks publish to.
+# Mosquitto is what the integration tests and benchmarks publish to; Chromium drives the
+# dashboard's browser tests (Playwright uses Debian's, no browser download).
 sysdeps:
 	@command -v mosquitto >/dev/null 2>&1 || command -v /usr/sbin/mosquitto >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto)
+	@command -v chromium >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
 demo: $(STAMP)
 	$(BIN)/gridhub demo

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
+from gridhub.domain.registry import Device
 from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
@@ -23,9 +24,12 @@ from gridhub.outbound.mqtt_publisher import MqttPublisher
 from gridhub.services.commands import CommandService, command_config
 from gridhub.services.devices import DeviceTypes, MqttCredentials
 from gridhub.services.query import QueryService
+from gridhub.services.reports import ReportService
+from gridhub.services.sql_console import SqlConsole
 from gridhub.services.tariffs import TariffService
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
+from gridhub.storage.duckdb_reports import DuckDBReportStore
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
 from gridhub.storage.outbound_store import OutboundStore
@@ -49,6 +53,8 @@ class Hub:
     mqtt_credentials: MqttCredentials
     commands: CommandService
     tariffs: TariffService
+    reports: ReportService
+    sql: SqlConsole
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -182,6 +188,8 @@ def build_hub(settings: Settings) -> Hub:
     outbound = OutboundStore(db)
     commands = CommandService(outbound, registry, command_config(settings))
     pipeline.add_observer(commands.observe)  # acks and devices heard from
+    report_store = DuckDBReportStore(db)
+    device_types = DeviceTypes(devices_catalog, registry)
     hub = Hub(
         settings=settings,
         db=db,
@@ -192,10 +200,18 @@ def build_hub(settings: Settings) -> Hub:
         query=QueryService(store, registry),
         topologies=topologies,
         outages=outages,
-        device_types=DeviceTypes(devices_catalog, registry),
+        device_types=device_types,
         mqtt_credentials=credentials,
         commands=commands,
         tariffs=TariffService(outbound, registry, commands),
+        reports=ReportService(
+            store,
+            report_store,
+            registry,
+            pipeline.metrics,
+            interval_of=lambda tenant, device: _interval_s(device_types, tenant, device),
+        ),
+        sql=SqlConsole(report_store),
     )
     credentials.on_change = hub.reload_broker
     return hub
@@ -204,3 +220,10 @@ def build_hub(settings: Settings) -> Hub:
 def _log_refused(receipt: Receipt) -> None:
     if receipt.error is not None or receipt.rejected:
         log.error("grid results not stored: %s %s", receipt.error, receipt.rejected[:3])
+
+
+def _interval_s(types: DeviceTypes, tenant: str, device: Device) -> int | None:
+    """How often a device reports, for completeness: its type's interval (None: nothing is
+    expected of it); a type nobody defined is taken as a 15-minute meter."""
+    found = types.find(tenant, device.device_type)
+    return found.interval_s if found is not None else 900

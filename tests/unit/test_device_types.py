@@ -49,8 +49,10 @@ def test_quarter_hours_per_local_day_follow_dst(day: date, expected: int) -> Non
 def test_day_lengths_and_other_intervals() -> None:
     assert day_seconds(date(2026, 3, 29), BRUSSELS) == 23 * 3600
     assert day_seconds(date(2026, 10, 25), BRUSSELS) == 25 * 3600
-    plug = BUILTIN_DEVICE_TYPES["smart-plug"]
-    assert expected_per_day(plug, date(2026, 10, 25), BRUSSELS) == 1500
+    whitegood = BUILTIN_DEVICE_TYPES["whitegood"]  # every minute: 25 h = 1,500 minutes
+    assert expected_per_day(whitegood, date(2026, 10, 25), BRUSSELS) == 1500
+    plug = BUILTIN_DEVICE_TYPES["smart-plug"]  # quarter-hours, like the meter
+    assert expected_per_day(plug, date(2026, 10, 25), BRUSSELS) == 100
     assert expected_per_day(BUILTIN_DEVICE_TYPES["gateway"], date(2026, 6, 1), BRUSSELS) == 0
     # an interval that does not divide the day counts whole intervals
     odd = DeviceType("odd", identifiers=("gas.volume",), interval_s=7 * 3600)

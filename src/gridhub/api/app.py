@@ -13,6 +13,7 @@ from gridhub.api.routes import (
     imports,
     ingest,
     query,
+    reports,
     tariffs,
     telegrams,
     tenants,
@@ -20,6 +21,7 @@ from gridhub.api.routes import (
 )
 from gridhub.api.routes import devices as devices_routes
 from gridhub.hub import Hub
+from gridhub.web import routes as web
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -42,9 +44,11 @@ def create_app(hub: Hub) -> FastAPI:
         topology,
         commands,
         tariffs,
+        reports,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)
     for router in (devices_routes.router, devices_routes.admin_router):
         app.include_router(router)
+    web.install(app)
     return app

@@ -134,6 +134,7 @@ def demo(
         )
         series = f"{server.url}/api/v1/tenants/{TENANT}/devices/hh001-meter/series?{query}"
         console.rule("[bold green]gridhub demo is running")
+        console.print(f"dashboard    {server.url}/ui/login  (sign in with the token below)")
         console.print(f"API docs     {server.url}/docs")
         console.print(f"MQTT         {hub.mqtt_url}  (live readings every {live_interval} s)")
         console.print(f"token        {token}  (tenant '{TENANT}', researcher)")

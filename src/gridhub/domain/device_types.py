@@ -53,7 +53,7 @@ def _t(name: str, description: str, interval_s: int | None, *ids: str) -> Device
 
 
 #: The built-in types. Intervals are what such devices send in the pilots the seeds describe:
-#: billing meters every 15 minutes, P1 ports every 10 s (DSMR 2.2-4) or 1 s (DSMR 5), plugs and
+#: billing meters and plugs every 15 minutes, P1 ports every 10 s (DSMR 2.2-4) or 1 s (DSMR 5),
 #: appliances every minute.
 BUILTIN_DEVICE_TYPES: dict[str, DeviceType] = {
     t.name: t
@@ -91,8 +91,8 @@ BUILTIN_DEVICE_TYPES: dict[str, DeviceType] = {
         ),
         _t(
             "smart-plug",
-            "metering plug in front of one appliance, every minute",
-            60,
+            "metering plug in front of one appliance, quarter-hour values (seed 000's pilot)",
+            900,
             f"{_E}.power.active.consumed.total",
             f"{_E}.energy.active.consumed.total",
         ),

@@ -121,6 +121,10 @@ class DuckDBDatabase:
             self._local.cursor = cur
         return cur
 
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own, for work that may be interrupted (the SQL console)."""
+        return self._con.cursor()
+
     def close(self) -> None:
         self._con.close()
 
