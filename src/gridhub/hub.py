@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from gridhub.access.audit import AuditLog
+from gridhub.access.directory import Directory
+from gridhub.access.enforce import AccessControl
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
 from gridhub.ingest.embedded_broker import EmbeddedBroker
@@ -15,6 +18,7 @@ from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline
 from gridhub.ingest.validate import Limits
 from gridhub.services.query import QueryService
+from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.registry import Registry
@@ -31,6 +35,8 @@ class Hub:
     tokens: TokenService
     pipeline: Pipeline
     query: QueryService
+    access: AccessControl
+    audit: AuditLog
     mqtt: MqttSource | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
@@ -45,6 +51,7 @@ class Hub:
 
     def start(self, *, mqtt: bool = True) -> None:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
+        self.audit.start()
         self.pipeline.start()
         if not mqtt:
             return
@@ -78,6 +85,7 @@ class Hub:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        self.audit.stop()
         self.db.close()
 
 
@@ -94,6 +102,10 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
+    access_catalog = DuckDBAccessCatalog(db)
+    access = AccessControl(Directory(access_catalog, registry), registry)
+    audit = AuditLog(access_catalog)
+    pipeline.on_written = audit.record_ingest
     return Hub(
         settings=settings,
         db=db,
@@ -101,5 +113,7 @@ def build_hub(settings: Settings) -> Hub:
         registry=registry,
         tokens=TokenService(catalog),
         pipeline=pipeline,
-        query=QueryService(store, registry),
+        query=QueryService(store, registry, access),
+        access=access,
+        audit=audit,
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gridhub import __version__
+from gridhub.access.audit import AuditMiddleware
 from gridhub.api import errors
-from gridhub.api.routes import faults, health, imports, ingest, query, telegrams, tenants
+from gridhub.api.routes import access, faults, health, imports, ingest, query, telegrams, tenants
 from gridhub.hub import Hub
 
 
@@ -22,4 +23,7 @@ def create_app(hub: Hub) -> FastAPI:
     for module in (health, tenants, ingest, imports, telegrams, query, faults):
         app.include_router(module.router)
     app.include_router(query.admin_router)
+    app.include_router(access.router)
+    app.include_router(access.admin_router)
+    app.add_middleware(AuditMiddleware, audit=hub.audit)  # one audit entry per /api request
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -20,6 +20,7 @@ import typer
 from gridhub.cli.common import console, err_console, load_settings, setup_logging
 from gridhub.cli.server import ApiServer
 from gridhub.cli.simulate import backfill_start, progress_bar
+from gridhub.domain.access import Kind
 from gridhub.domain.registry import Tenant
 from gridhub.errors import ConfigError
 from gridhub.hub import Hub, build_hub
@@ -92,7 +93,25 @@ def demo(
         if admin:  # printed at once: an interrupted demo must not lose it
             console.print(f"admin token  {admin}  (shown once)")
         register_fleet(hub, fleet)
-        _record, token = hub.tokens.create(TENANT, "researcher", "demo token")
+        # a researcher reads what an owner policy grants: here every series of the pilot
+        researcher = hub.access.directory.find_stakeholder(TENANT, "demo-researcher")
+        if researcher is None:
+            researcher = hub.access.directory.create_stakeholder(
+                TENANT, "demo-researcher", Kind.RESEARCHER, "demo researcher"
+            )
+            hub.access.directory.create_policy(
+                TENANT,
+                grantee=researcher.id,
+                identifier="*",
+                read=True,
+                write=False,
+                valid_from=datetime(1970, 1, 1, tzinfo=UTC),
+                policy_id="demo-research",
+                by="demo",
+            )
+        _record, token = hub.tokens.create(
+            TENANT, "researcher", "demo token", stakeholder=researcher.id
+        )
         hub.start()
         now = datetime.now(ZoneInfo("UTC")).replace(microsecond=0)
         if days:

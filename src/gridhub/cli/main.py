@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from gridhub.cli import access as access_cmd
 from gridhub.cli import demo as demo_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
@@ -34,6 +35,8 @@ app.command("demo")(demo_cmd.demo)
 app.command("simulate")(simulate.simulate)
 app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
+app.add_typer(access_cmd.token_app, name="token")
+app.add_typer(access_cmd.stakeholder_app, name="stakeholder")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")

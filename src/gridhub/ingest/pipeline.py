@@ -154,6 +154,8 @@ class Pipeline:
         # readings stored but not yet folded into the rollups (Store.merge_rollups)
         self._unmerged = 1  # unknown at start: a leftover from a crash is merged first
         self._last_merge = time.monotonic()
+        # called with the messages of each written batch (the audit log counts MQTT ones)
+        self.on_written: Callable[[list[Prepared]], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -314,6 +316,11 @@ class Pipeline:
         self.metrics.last_batch_rows = rows
         self.metrics.last_batch_seconds = elapsed
         self.metrics.buffer_rows = self._buffer.rows
+        if self.on_written is not None:
+            try:
+                self.on_written([item for pending in taken for item in pending.items])
+            except Exception:  # auditing must not stop the writer
+                log.exception("on_written hook failed")
         for pending in taken:
             try:
                 pending.on_done(pending.receipt)

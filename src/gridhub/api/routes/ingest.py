@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/v1/tenants", tags=["ingest"])
     },
 )
 async def ingest(tenant: str, request: Request, hub: HubDep, who: PrincipalDep) -> JSONResponse:
-    who.require_ingest(tenant)
+    hub.access.authorize_write(who, tenant)
     hub.registry.tenant(tenant)
     settings = hub.settings
     received_us = time.time_ns() // 1000

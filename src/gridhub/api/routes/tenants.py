@@ -24,6 +24,7 @@ from gridhub.api.schemas import (
     TokenCreated,
     TokenPublic,
 )
+from gridhub.domain.access import check_name
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.errors import InvalidRequest
 
@@ -39,7 +40,15 @@ def _tenant(t: Tenant) -> TenantPublic:
 
 def _token(t: TokenRecord) -> TokenPublic:
     return TokenPublic(
-        id=t.id, tenant=t.tenant, role=t.role, name=t.name, created=t.created, revoked=t.revoked
+        id=t.id,
+        tenant=t.tenant,
+        role=t.role,
+        name=t.name,
+        created=t.created,
+        revoked=t.revoked,
+        stakeholder=t.stakeholder,
+        service=t.service,
+        expires=t.expires,
     )
 
 
@@ -73,7 +82,26 @@ def update_tenant(tenant: str, body: TenantUpdate, hub: HubDep, who: PrincipalDe
 def create_token(tenant: str, body: TokenCreate, hub: HubDep, who: PrincipalDep) -> TokenCreated:
     who.require_admin(tenant)
     hub.registry.tenant(tenant)
-    record, secret = hub.tokens.create(tenant, body.role, body.name)
+    role = body.role or "admin"
+    if body.stakeholder is not None:
+        stakeholder = hub.access.directory.stakeholder(tenant, body.stakeholder)
+        if stakeholder.disabled:
+            raise InvalidRequest(f"stakeholder {stakeholder.id!r} is disabled")
+        if body.role is not None and body.role != stakeholder.kind.value:
+            raise InvalidRequest(
+                f"a token of {stakeholder.id!r} has its kind {stakeholder.kind.value!r} as role"
+            )
+        role = stakeholder.kind.value
+    if body.service is not None:
+        check_name("service", body.service)
+    record, secret = hub.tokens.create(
+        tenant,
+        role,
+        body.name,
+        stakeholder=body.stakeholder,
+        service=body.service,
+        expires=body.expires,
+    )
     return TokenCreated(**_token(record).model_dump(), token=secret)
 
 
