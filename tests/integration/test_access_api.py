@@ -66,8 +66,13 @@ def values(client: httpx.Client, start: str, end: str, **params: str) -> list[fl
 def test_supplier_switch_over_the_api(hub: Hub, api: Api) -> None:
     admin = setup(hub, api)
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
-    assert admin.post("/api/v1/tenants/linear/events",
-                      json=[reading(t, i) for i, t in enumerate(hours(t0, 8))]).status_code == 200  # fmt: skip
+    assert (
+        admin.post(
+            "/api/v1/tenants/linear/events",
+            json=[reading(t, i) for i, t in enumerate(hours(t0, 8))],
+        ).status_code
+        == 200
+    )
     contract = admin.post(
         "/api/v1/tenants/linear/contracts",
         json={"id": "c1", "customer": "alice", "supplier": "r1", "start": t0.isoformat()},
@@ -87,8 +92,17 @@ def test_supplier_switch_over_the_api(hub: Hub, api: Api) -> None:
     # new data after the switch goes to r2 only
     late = t0 + timedelta(hours=9)
     admin.post("/api/v1/tenants/linear/events", json=[reading(late, 99)])
-    assert r1.get(SERIES, params={"identifier": P, "from": late.isoformat(),
-                                  "to": (late + timedelta(hours=1)).isoformat()}).status_code == 403  # fmt: skip
+    assert (
+        r1.get(
+            SERIES,
+            params={
+                "identifier": P,
+                "from": late.isoformat(),
+                "to": (late + timedelta(hours=1)).isoformat(),
+            },
+        ).status_code
+        == 403
+    )
     assert values(r2, *day)[-1] == 99
     # aggregates never mix in the other retailer's values: the hour of the switch is left out
     hourly_r1 = values(r1, *day, resolution="1h", function="sum")
@@ -102,8 +116,13 @@ def test_supplier_switch_over_the_api(hub: Hub, api: Api) -> None:
     # a stakeholder lists its own contracts only
     assert [c["id"] for c in r1.get("/api/v1/tenants/linear/contracts").json()] == ["c1"]
     assert len(admin.get("/api/v1/tenants/linear/contracts").json()) == 2
-    assert admin.post("/api/v1/tenants/linear/contracts/switch", json={
-        "customer": "alice", "supplier": "r2", "at": late.isoformat()}).status_code == 409  # fmt: skip
+    assert (
+        admin.post(
+            "/api/v1/tenants/linear/contracts/switch",
+            json={"customer": "alice", "supplier": "r2", "at": late.isoformat()},
+        ).status_code
+        == 409
+    )
     ended = admin.post("/api/v1/tenants/linear/contracts/c2/end", json={"at": late.isoformat()})
     assert ended.status_code == 200 and ended.json()["end"].startswith("2026-11-20T09:00:00")
     assert r2.get("/api/v1/tenants/linear/devices/hh001-meter/state").status_code == 403
@@ -112,16 +131,25 @@ def test_supplier_switch_over_the_api(hub: Hub, api: Api) -> None:
 def test_versioned_owner_policy(hub: Hub, api: Api) -> None:
     admin = setup(hub, api)
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
-    admin.post("/api/v1/tenants/linear/events",
-               json=[reading(t, i) for i, t in enumerate(hours(t0, 6))])  # fmt: skip
+    admin.post(
+        "/api/v1/tenants/linear/events", json=[reading(t, i) for i, t in enumerate(hours(t0, 6))]
+    )
     uni = api.client(token(admin, "uni"))
     day = ("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
-    assert uni.get(SERIES, params={"identifier": P, "from": day[0], "to": day[1]}).status_code == 403
+    assert (
+        uni.get(SERIES, params={"identifier": P, "from": day[0], "to": day[1]}).status_code == 403
+    )
     created = admin.post(
         "/api/v1/tenants/linear/policies",
-        json={"id": "research", "grantee": "uni", "site": "hh001",
-              "identifier": "electricity.*", "read": True, "valid_from": t0.isoformat()},
-    )  # fmt: skip
+        json={
+            "id": "research",
+            "grantee": "uni",
+            "site": "hh001",
+            "identifier": "electricity.*",
+            "read": True,
+            "valid_from": t0.isoformat(),
+        },
+    )
     assert created.status_code == 201, created.text
     assert values(uni, *day) == [0, 1, 2, 3, 4, 5]
     # the owner withdraws reads from 02:00; the values written after that keep the new version
@@ -132,20 +160,42 @@ def test_versioned_owner_policy(hub: Hub, api: Api) -> None:
     assert change.status_code == 201, change.text
     assert [v["version"] for v in change.json()["versions"]] == [1, 2]
     assert values(uni, *day) == [0, 1]  # a read spanning the change: each value under its own
-    assert uni.get(SERIES, params={"identifier": P, "from": "2026-11-20T03:00:00Z",
-                                   "to": day[1]}).status_code == 403  # fmt: skip
+    assert (
+        uni.get(
+            SERIES, params={"identifier": P, "from": "2026-11-20T03:00:00Z", "to": day[1]}
+        ).status_code
+        == 403
+    )
     # the customer (owner) changes its own site's policies, from now on only
     alice = api.client(token(admin, "alice"))
-    assert alice.post("/api/v1/tenants/linear/policies/research/versions",
-                      json={"read": True, "valid_from": t0.isoformat()}).status_code == 422  # fmt: skip
-    assert alice.post("/api/v1/tenants/linear/policies/research/versions",
-                      json={"read": True}).status_code == 201  # fmt: skip
+    assert (
+        alice.post(
+            "/api/v1/tenants/linear/policies/research/versions",
+            json={"read": True, "valid_from": t0.isoformat()},
+        ).status_code
+        == 422
+    )
+    assert (
+        alice.post(
+            "/api/v1/tenants/linear/policies/research/versions", json={"read": True}
+        ).status_code
+        == 201
+    )
     # ... and not the policies of another site, nor may a retailer set any
-    assert alice.post("/api/v1/tenants/linear/policies", json={
-        "grantee": "uni", "site": "elsewhere", "read": True}).status_code == 403  # fmt: skip
+    assert (
+        alice.post(
+            "/api/v1/tenants/linear/policies",
+            json={"grantee": "uni", "site": "elsewhere", "read": True},
+        ).status_code
+        == 403
+    )
     r1 = api.client(token(admin, "r1"))
-    assert r1.post("/api/v1/tenants/linear/policies", json={
-        "grantee": "r1", "site": "hh001", "read": True}).status_code == 403  # fmt: skip
+    assert (
+        r1.post(
+            "/api/v1/tenants/linear/policies", json={"grantee": "r1", "site": "hh001", "read": True}
+        ).status_code
+        == 403
+    )
     assert [p["id"] for p in uni.get("/api/v1/tenants/linear/policies").json()] == ["research"]
     assert r1.get("/api/v1/tenants/linear/policies").json() == []
 
@@ -154,9 +204,16 @@ def test_read_rate_limit_answers_429_with_retry_after(hub: Hub, api: Api) -> Non
     admin = setup(hub, api)
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
     admin.post("/api/v1/tenants/linear/events", json=[reading(t0, 1.0)])
-    admin.post("/api/v1/tenants/linear/policies", json={
-        "grantee": "uni", "identifier": P, "read": True, "min_delay_s": 3600,
-        "valid_from": "2026-01-01T00:00:00Z"})  # fmt: skip
+    admin.post(
+        "/api/v1/tenants/linear/policies",
+        json={
+            "grantee": "uni",
+            "identifier": P,
+            "read": True,
+            "min_delay_s": 3600,
+            "valid_from": "2026-01-01T00:00:00Z",
+        },
+    )
     uni = api.client(token(admin, "uni"))
     params = {"identifier": P, "day": "2026-11-20"}
     assert uni.get(SERIES, params=params).status_code == 200
@@ -178,8 +235,7 @@ def test_audit_log_records_reads_writes_and_changes(hub: Hub, api: Api) -> None:
     uni_token = admin.post("/api/v1/tenants/linear/tokens", json={"stakeholder": "uni"}).json()
     uni = api.client(uni_token["token"])
     assert uni.get(SERIES, params={"identifier": P, "day": "2026-11-20"}).status_code == 403
-    admin.post("/api/v1/tenants/linear/policies",
-               json={"id": "p1", "grantee": "uni", "read": True})  # fmt: skip
+    admin.post("/api/v1/tenants/linear/policies", json={"id": "p1", "grantee": "uni", "read": True})
     admin.delete(f"/api/v1/tenants/linear/tokens/{uni_token['id']}")
     log = admin.get("/api/v1/tenants/linear/audit", params={"limit": 100})
     assert log.status_code == 200, log.text
@@ -196,8 +252,9 @@ def test_audit_log_records_reads_writes_and_changes(hub: Hub, api: Api) -> None:
     assert sorted(str(e["target"]).split()[0] for e in by_action["token"]) == ["DELETE", "POST"]
     assert len(by_action["stakeholder"]) == 4
     # filters
-    only = admin.get("/api/v1/tenants/linear/audit",
-                     params={"stakeholder": "uni", "result": "403"}).json()  # fmt: skip
+    only = admin.get(
+        "/api/v1/tenants/linear/audit", params={"stakeholder": "uni", "result": "403"}
+    ).json()
     assert [e["id"] for e in only] == [denied[0]["id"]]
     # the audit log is an admin's: a stakeholder's token cannot read it; another tenant's
     # admin neither; the installation admin sees every tenant's
@@ -215,8 +272,9 @@ def test_stakeholder_disable_revokes_its_tokens(hub: Hub, api: Api) -> None:
     assert uni.get("/api/v1/tenants/linear/devices").status_code == 200
     assert admin.delete("/api/v1/tenants/linear/stakeholders/uni").json()["disabled"] is True
     assert uni.get("/api/v1/tenants/linear/devices").status_code == 401
-    assert admin.post("/api/v1/tenants/linear/tokens",
-                      json={"stakeholder": "uni"}).status_code == 422  # fmt: skip
+    assert (
+        admin.post("/api/v1/tenants/linear/tokens", json={"stakeholder": "uni"}).status_code == 422
+    )
     # bad input is a precise 4xx
     for body in (
         {"id": "x", "kind": "customer"},  # no site
@@ -227,8 +285,12 @@ def test_stakeholder_disable_revokes_its_tokens(hub: Hub, api: Api) -> None:
     ):
         response = admin.post("/api/v1/tenants/linear/stakeholders", json=body)
         assert response.status_code in (409, 422), (body, response.text)
-    assert admin.post("/api/v1/tenants/linear/tokens",
-                      json={"stakeholder": "r1", "role": "dso"}).status_code == 422  # fmt: skip
+    assert (
+        admin.post(
+            "/api/v1/tenants/linear/tokens", json={"stakeholder": "r1", "role": "dso"}
+        ).status_code
+        == 422
+    )
 
 
 def gridhub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -244,8 +306,19 @@ def gridhub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def test_token_cli_against_a_running_hub(hub: Hub, api: Api) -> None:
     admin = setup(hub, api)
     env = {"GRIDHUB_URL": api.url, "GRIDHUB_TOKEN": seed_admin(hub)}
-    created = gridhub("token", "create", "--tenant", "linear", "--stakeholder", "r1",
-                      "--expires", "2099-01-01T00:00:00Z", "--name", "billing", env=env)  # fmt: skip
+    created = gridhub(
+        "token",
+        "create",
+        "--tenant",
+        "linear",
+        "--stakeholder",
+        "r1",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--name",
+        "billing",
+        env=env,
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     secret = created.stdout.split("store it now):")[1].split()[0]
     token_id = secret.split("_")[1]
@@ -256,14 +329,16 @@ def test_token_cli_against_a_running_hub(hub: Hub, api: Api) -> None:
     revoked = gridhub("token", "revoke", "--tenant", "linear", token_id, env=env)
     assert revoked.returncode == 0, revoked.stderr
     assert api.client(secret).get("/api/v1/tenants/linear/devices").status_code == 401
-    made = gridhub("stakeholder", "create", "--tenant", "linear", "grid-op", "--kind", "dso",
-                   env=env)  # fmt: skip
+    made = gridhub(
+        "stakeholder", "create", "--tenant", "linear", "grid-op", "--kind", "dso", env=env
+    )
     assert made.returncode == 0, made.stderr
     assert "grid-op" in gridhub("stakeholder", "list", "--tenant", "linear", env=env).stdout
     refused = gridhub("token", "create", "--tenant", "linear", "--stakeholder", "ghost", env=env)
     assert refused.returncode == 1 and "ghost" in refused.stderr
-    denied = gridhub("token", "list", "--tenant", "linear",
-                     env={**env, "GRIDHUB_TOKEN": token(admin, "uni")})  # fmt: skip
+    denied = gridhub(
+        "token", "list", "--tenant", "linear", env={**env, "GRIDHUB_TOKEN": token(admin, "uni")}
+    )
     assert denied.returncode == 1 and "403" in denied.stderr
 
 
@@ -282,13 +357,22 @@ def test_access_survives_a_restart(tmp_path: Path) -> None:
     d.create_stakeholder("linear", "alice", Kind.CUSTOMER, site="hh001")
     d.create_stakeholder("linear", "r1", Kind.RETAILER)
     d.create_contract("linear", "alice", "r1", datetime(2026, 1, 1, tzinfo=UTC), contract_id="c1")
-    d.create_policy("linear", grantee="r1", identifier=V, read=True, write=False,
-                    policy_id="p1", valid_from=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
-    d.add_policy_version("linear", "p1", read=False, write=False,
-                         valid_from=datetime(2026, 6, 1, tzinfo=UTC))  # fmt: skip
+    d.create_policy(
+        "linear",
+        grantee="r1",
+        identifier=V,
+        read=True,
+        write=False,
+        policy_id="p1",
+        valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    d.add_policy_version(
+        "linear", "p1", read=False, write=False, valid_from=datetime(2026, 6, 1, tzinfo=UTC)
+    )
     expires = datetime.now(UTC) + timedelta(days=1)
-    record, secret = first.tokens.create("linear", "retailer", "r1", stakeholder="r1",
-                                         service="billing", expires=expires)  # fmt: skip
+    record, secret = first.tokens.create(
+        "linear", "retailer", "r1", stakeholder="r1", service="billing", expires=expires
+    )
     first.audit.record("linear", record.id, "r1", "read", "test", "200")
     first.stop()
     second = build_hub(settings)
@@ -305,3 +389,31 @@ def test_access_survives_a_restart(tmp_path: Path) -> None:
         assert [e.target for e in second.audit.query(AuditQuery("linear"))] == ["test"]
     finally:
         second.db.close()
+
+
+def test_mqtt_ingest_is_audited_per_batch_and_tenant(hub: Hub, api: Api) -> None:
+    from gridhub.ingest.validate import Envelope
+    from gridhub.storage.access_catalog import AuditQuery
+
+    seed_tenant(hub)
+    raw = [
+        f'{{"hardwareId": "hh001-meter", "type": "DeviceMeasurements", "request": '
+        f'{{"measurements": {{"{P}": {i}}}, "eventDate": "2026-11-20T0{i}:00:00Z"}}}}'
+        for i in range(5)
+    ]
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    envelopes = [
+        Envelope(
+            "mqtt:gridhub/linear/hh001-meter/events",
+            r.encode(),
+            "linear",
+            now,
+            topic_device="hh001-meter",
+        )
+        for r in raw
+    ]
+    envelopes.append(Envelope("mqtt:gridhub/linear/hh001-meter/events", b"{", "linear", now))
+    hub.pipeline.submit_and_wait(envelopes)
+    entries = hub.audit.query(AuditQuery("linear", action="write"))
+    assert [(e.actor, e.result) for e in entries] == [("mqtt", "partial")]
+    assert entries[0].detail == "5 messages stored, 1 dead-lettered"

@@ -51,12 +51,18 @@ class Directory:
         self._contracts: dict[str, dict[str, Contract]] = {}
         # tenant -> supplier id -> its contracts
         self._by_supplier: dict[str, dict[str, list[Contract]]] = {}
+        # tenant -> (supplier id, customer's site) -> contracts: what a read check looks up
+        self._by_supplier_site: dict[str, dict[tuple[str, str], list[Contract]]] = {}
+        # tenant -> sites that belong to a customer
+        self._customer_sites: dict[str, frozenset[str]] = {}
         # tenant -> policy id -> versions (ascending)
         self._policies: dict[str, dict[str, list[PolicyVersion]]] = {}
-        # tenant -> grantee ("*" or a stakeholder id) -> version lists of the policies it holds
+        # tenant -> "grantee\0site" -> version lists of the policies the grantee holds there
         self._by_grantee: dict[str, dict[str, list[list[PolicyVersion]]]] = {}
         for s in catalog.stakeholders():
             self._stakeholders.setdefault(s.tenant, {})[s.id] = s
+        for tenant in self._stakeholders:
+            self._index_sites(tenant)
         for c in catalog.contracts():
             self._index_contract(c)
         for p in catalog.policies():
@@ -90,6 +96,7 @@ class Directory:
             stakeholder = Stakeholder(tenant, stakeholder_id, kind, name, site, _now())
             self._catalog.put_stakeholder(stakeholder)
             self._stakeholders[tenant] = {**known, stakeholder_id: stakeholder}
+            self._index_sites(tenant)
             return stakeholder
 
     def find_stakeholder(self, tenant: str, stakeholder_id: str) -> Stakeholder | None:
@@ -118,7 +125,10 @@ class Directory:
 
     def customer_sites(self, tenant: str) -> frozenset[str]:
         """Sites that belong to a customer (a DSO reads every identifier of the others)."""
-        return frozenset(
+        return self._customer_sites.get(tenant, frozenset())
+
+    def _index_sites(self, tenant: str) -> None:
+        self._customer_sites[tenant] = frozenset(
             s.site
             for s in self._stakeholders.get(tenant, {}).values()
             if s.kind is Kind.CUSTOMER and s.site is not None
@@ -140,9 +150,24 @@ class Directory:
             [c for c in by_supplier.get(contract.supplier, []) if c.id != contract.id] + [contract],
             key=lambda c: c.start,
         )
+        customer = self._stakeholders.get(t, {}).get(contract.customer)
+        if customer is not None and customer.site is not None:
+            key = (contract.supplier, customer.site)
+            by_site = self._by_supplier_site.setdefault(t, {})
+            if previous is not None and previous.supplier != contract.supplier:
+                old_key = (previous.supplier, customer.site)
+                by_site[old_key] = [c for c in by_site.get(old_key, []) if c.id != contract.id]
+            by_site[key] = sorted(
+                [c for c in by_site.get(key, []) if c.id != contract.id] + [contract],
+                key=lambda c: c.start,
+            )
 
     def contracts_of(self, tenant: str, supplier: str) -> list[Contract]:
         return self._by_supplier.get(tenant, {}).get(supplier, [])
+
+    def contracts_at(self, tenant: str, supplier: str, site: str) -> list[Contract]:
+        """A supplier's contracts with the customer of ``site`` (the read check's lookup)."""
+        return self._by_supplier_site.get(tenant, {}).get((supplier, site), [])
 
     def contracts(
         self, tenant: str, customer: str | None = None, supplier: str | None = None
@@ -277,14 +302,26 @@ class Directory:
     # -- owner policies -------------------------------------------------------------------------
 
     def _index_policy(self, tenant: str, versions: list[PolicyVersion]) -> None:
+        """Index by (grantee, site): a read check looks at its site's policies and the
+        site-less ones only, however many policies the tenant has."""
         by_grantee = self._by_grantee.setdefault(tenant, {})
-        grantee = versions[0].grantee
-        by_grantee[grantee] = [
-            v for v in by_grantee.get(grantee, []) if v[0].id != versions[0].id
-        ] + [versions]
+        first = versions[0]
+        # a device-only policy is filed under no site: a device may move to another site
+        key = f"{first.grantee}\x00{first.site or ''}"
+        by_grantee[key] = [v for v in by_grantee.get(key, []) if v[0].id != first.id] + [versions]
 
-    def policies_for(self, tenant: str, grantee: str) -> list[list[PolicyVersion]]:
-        return self._by_grantee.get(tenant, {}).get(grantee, [])
+    def policies_for(
+        self, tenant: str, grantee: str, site: str | None
+    ) -> list[list[PolicyVersion]]:
+        """The policies of ``grantee`` that may select a series of ``site``."""
+        index = self._by_grantee.get(tenant)
+        if not index:
+            return []
+        anywhere = index.get(f"{grantee}\x00", [])
+        if site is None:
+            return anywhere
+        here = index.get(f"{grantee}\x00{site}", [])
+        return anywhere + here if here else anywhere
 
     def policies(self, tenant: str) -> list[list[PolicyVersion]]:
         self._registry.tenant(tenant)

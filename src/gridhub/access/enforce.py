@@ -284,7 +284,7 @@ class AccessControl:
         """The versions of the owner policies selecting this series, each with its span."""
         out: list[tuple[int, int, PolicyVersion]] = []
         for grantee in (stakeholder.id, ANY):
-            for versions in self.directory.policies_for(tenant, grantee):
+            for versions in self.directory.policies_for(tenant, grantee, site):
                 p = versions[0]
                 if p.site is not None and p.site != site:
                     continue
@@ -311,12 +311,7 @@ class AccessControl:
         patterns = DEFAULTS.get(kind)
         if patterns is None or site is None or not matches(patterns, identifier):
             return []
-        windows = []
-        for contract in self.directory.contracts_of(tenant, stakeholder.id):
-            customer = self.directory.find_stakeholder(tenant, contract.customer)
-            if customer is not None and customer.site == site:
-                windows.append(contract.window())
-        return union(windows)
+        return union(c.window() for c in self.directory.contracts_at(tenant, stakeholder.id, site))
 
     def _segments(
         self, who: Principal, tenant: str, device: str, identifier: str | None
