@@ -197,7 +197,7 @@ class AuditMiddleware:
             who = scope.get("state", {}).get("principal")
             match = _TENANT_RE.match(path)
             self.audit.record(
-                match.group(1) if match else (who.tenant if who is not None else None),
+                match.group(1)[:64] if match else (who.tenant if who is not None else None),
                 who.token_id if who is not None else "-",
                 who.stakeholder if who is not None else None,
                 classify(method, path),

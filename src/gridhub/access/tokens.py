@@ -32,8 +32,8 @@ TENANT_ROLES = (
     "researcher",
     "device",
 )
-# Who may send measurements in: the tenant's admins and its devices (or gateways). Everyone else
-# reads; owner policies per series (issue #4) will refine both.
+# Who may send measurements in over ingest: the tenant's admins and its devices (or gateways).
+# The check is AccessControl.authorize_write (access/enforce.py), the one enforcement point.
 INGEST_ROLES = ("admin", "device")
 
 
@@ -55,12 +55,6 @@ class Principal:
         """Refuse access to any tenant but the token's own."""
         if self.tenant is not None and self.tenant != tenant_id:
             raise Forbidden(f"this token is scoped to tenant {self.tenant!r}")
-
-    def require_ingest(self, tenant_id: str) -> None:
-        """Allow sending data into ``tenant_id``: its admin or device tokens only."""
-        self.require_tenant(tenant_id)
-        if self.role not in INGEST_ROLES:
-            raise Forbidden(f"a {self.role} token cannot send data; use a device or admin token")
 
     def require_admin(self, tenant_id: str | None = None) -> None:
         if self.role != ADMIN:
