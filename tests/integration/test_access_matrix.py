@@ -246,3 +246,27 @@ def test_forged_expired_and_revoked_tokens_get_401(hub: Hub, api: Api) -> None:
         "/api/v1/tenants/alpha/tokens",
         json={"stakeholder": "alice", "expires": "2020-01-01T00:00:00Z"},
     ).status_code == 422  # fmt: skip
+
+
+def test_registry_listings_show_what_the_caller_may_read(hub: Hub, api: Api) -> None:
+    tokens = build(hub, api)
+    expect = {
+        "installation-admin": set(DEVICES),
+        "tenant-admin": set(DEVICES),
+        "alice": {"hh001-meter"},
+        "r-now": {"hh001-meter"},
+        "dso": set(DEVICES),
+        "r-old": set(),  # its contract has ended
+        "uni": set(),
+        "device": set(),
+        "no-stakeholder": set(),
+    }
+    for caller, devices in expect.items():
+        client = api.client(tokens[caller])
+        listed = client.get("/api/v1/tenants/alpha/devices")
+        assert listed.status_code == 200
+        assert {d["hardware_id"] for d in listed.json()} == devices, caller
+        sites = {s["id"] for s in client.get("/api/v1/tenants/alpha/sites").json()}
+        assert sites == {d.split("-")[0] for d in devices}, caller
+        if caller != "installation-admin":
+            assert client.get("/api/v1/tenants/beta/devices").status_code == 403

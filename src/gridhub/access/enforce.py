@@ -50,6 +50,7 @@ from gridhub.domain.access import (
     to_us,
     union,
 )
+from gridhub.domain.registry import Device
 from gridhub.errors import Forbidden, RateLimited
 from gridhub.storage.base import StateValue, StoredAlert
 from gridhub.storage.registry import Registry
@@ -234,6 +235,16 @@ class AccessControl:
         if self._is_admin(who, tenant):
             return list(alerts)
         return [a for a in alerts if self.may_read(who, tenant, a.device, ALERTS, a.ts)]
+
+    def visible_devices(
+        self, who: Principal, tenant: str, devices: Sequence[Device], now: datetime
+    ) -> list[Device]:
+        """The registry as a caller may see it: admins all devices; others those with some
+        series they may read now (a customer its site's, a DSO all, a retailer its running
+        clients')."""
+        if self._is_admin(who, tenant):
+            return list(devices)
+        return [d for d in devices if self.may_read(who, tenant, d.hardware_id, None, now)]
 
     def authorize_write(self, who: Principal, tenant: str) -> None:
         """Sending data into ``tenant`` over ingest: its admins and devices (gateways)."""

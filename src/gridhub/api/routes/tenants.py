@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -140,6 +141,14 @@ def register_identifier(
 @router.get("/{tenant}/sites", summary="Sites (households) with their grouping attributes")
 def list_sites(tenant: str, hub: HubDep, who: PrincipalDep) -> list[SiteBody]:
     who.require_tenant(tenant)
+    # a stakeholder sees the sites of the devices it may read now (access/enforce.py)
+    seen = {
+        d.site
+        for d in hub.access.visible_devices(
+            who, tenant, hub.registry.devices(tenant), datetime.now(UTC)
+        )
+    }
+    admin = who.role == "admin"
     return [
         SiteBody(
             id=s.id,
@@ -151,6 +160,7 @@ def list_sites(tenant: str, hub: HubDep, who: PrincipalDep) -> list[SiteBody]:
             has_pv=s.has_pv,
         )
         for s in hub.registry.sites(tenant)
+        if admin or s.id in seen
     ]
 
 
@@ -174,14 +184,19 @@ def register_site(tenant: str, body: SiteBody, hub: HubDep, who: PrincipalDep) -
     return body
 
 
-@router.get("/{tenant}/devices", summary="Devices, optionally of one site")
+@router.get(
+    "/{tenant}/devices",
+    summary="Devices, optionally of one site (a stakeholder sees those it may read now)",
+)
 def list_devices(
     tenant: str, hub: HubDep, who: PrincipalDep, site: str | None = None
 ) -> list[DeviceBody]:
     who.require_tenant(tenant)
     return [
         DeviceBody(hardware_id=d.hardware_id, device_type=d.device_type, site=d.site, name=d.name)
-        for d in hub.registry.devices(tenant, site)
+        for d in hub.access.visible_devices(
+            who, tenant, hub.registry.devices(tenant, site), datetime.now(UTC)
+        )
     ]
 
 
