@@ -417,3 +417,47 @@ def test_mqtt_ingest_is_audited_per_batch_and_tenant(hub: Hub, api: Api) -> None
     entries = hub.audit.query(AuditQuery("linear", action="write"))
     assert [(e.actor, e.result) for e in entries] == [("mqtt", "partial")]
     assert entries[0].detail == "5 messages stored, 1 dead-lettered"
+
+
+def test_service_writes_under_an_owner_policy(hub: Hub, api: Api) -> None:
+    admin = setup(hub, api)
+    admin.post("/api/v1/tenants/linear/identifiers", json={"name": "forecast.power", "unit": "kW"})
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    uni = api.client(token(admin, "uni", service="forecaster"))
+    events = "/api/v1/tenants/linear/events"
+    forecast = [reading(t0, 1.5, "forecast.power")]
+    assert uni.post(events, json=forecast).status_code == 403  # no policy yet
+    created = admin.post(
+        "/api/v1/tenants/linear/policies",
+        json={
+            "id": "fc",
+            "grantee": "uni",
+            "service": "forecaster",
+            "device": "hh001-meter",
+            "identifier": "forecast.*",
+            "read": True,
+            "write": True,
+            "valid_from": t0.isoformat(),
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert uni.post(events, json=forecast).status_code == 200
+    # not a series the policy selects, nor the measurements of the meter itself
+    refused = uni.post(events, json=[*forecast, reading(t0, 9.0)])
+    assert refused.status_code == 403 and P in refused.json()["detail"]
+    # another service of the same stakeholder has no write
+    other = api.client(token(admin, "uni", service="other"))
+    assert other.post(events, json=forecast).status_code == 403
+    # writes end for values from 06:00 on; earlier values may still be written
+    admin.post(
+        "/api/v1/tenants/linear/policies/fc/versions",
+        json={"read": True, "write": False, "valid_from": (t0 + timedelta(hours=6)).isoformat()},
+    )
+    late = [reading(t0 + timedelta(hours=7), 2.0, "forecast.power")]
+    assert uni.post(events, json=late).status_code == 403
+    early = [reading(t0 + timedelta(hours=1), 2.5, "forecast.power")]
+    assert uni.post(events, json=early).status_code == 200
+    got = uni.get(SERIES, params={"identifier": "forecast.power", "day": "2026-11-20"}).json()
+    assert [p["value"] for p in got["points"]] == [1.5, 2.5]
+    # imports and telegrams stay for admin and device tokens
+    assert uni.post("/api/v1/tenants/linear/imports/csv", content="a,b\n").status_code == 403

@@ -323,6 +323,10 @@ class Directory:
         here = index.get(f"{grantee}\x00{site}", [])
         return anywhere + here if here else anywhere
 
+    def policies_of(self, tenant: str) -> list[list[PolicyVersion]]:
+        """Every policy of a tenant (unsorted, no tenant check): for internal scans."""
+        return list(self._policies.get(tenant, {}).values())
+
     def policies(self, tenant: str) -> list[list[PolicyVersion]]:
         self._registry.tenant(tenant)
         return [v for _, v in sorted(self._policies.get(tenant, {}).items())]

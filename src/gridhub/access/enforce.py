@@ -50,8 +50,10 @@ from gridhub.domain.access import (
     to_us,
     union,
 )
+from gridhub.domain.messages import DeviceMeasurements, decode
 from gridhub.domain.registry import Device
-from gridhub.errors import Forbidden, RateLimited
+from gridhub.domain.validation import event_time_us
+from gridhub.errors import Forbidden, RateLimited, RejectedMessage
 from gridhub.storage.base import StateValue, StoredAlert
 from gridhub.storage.registry import Registry
 
@@ -246,11 +248,56 @@ class AccessControl:
             return list(devices)
         return [d for d in devices if self.may_read(who, tenant, d.hardware_id, None, now)]
 
-    def authorize_write(self, who: Principal, tenant: str) -> None:
-        """Sending data into ``tenant`` over ingest: its admins and devices (gateways)."""
+    def authorize_write(self, who: Principal, tenant: str, *, service_writes: bool = False) -> bool:
+        """Sending data into ``tenant``: its admins and devices (gateways) send anything
+        (returns False: nothing more to check). With ``service_writes``, a stakeholder holding
+        an owner policy with ``write`` may send too — then this returns True and the caller
+        checks every value with :meth:`authorize_messages` before submitting."""
         who.require_tenant(tenant)
-        if who.role not in INGEST_ROLES:
-            raise Forbidden(f"a {who.role} token cannot send data; use a device or admin token")
+        if who.role in INGEST_ROLES:
+            return False
+        stakeholder = self._stakeholder(who, tenant)
+        if service_writes and stakeholder is not None and self._writes_somewhere(stakeholder):
+            return True
+        raise Forbidden(
+            f"a {who.role} token cannot send data; use a device or admin token, or get an "
+            "owner policy with write"
+        )
+
+    def authorize_messages(
+        self, who: Principal, tenant: str, raws: Sequence[bytes], received_us: int
+    ) -> None:
+        """A stakeholder's service writes (Q4): every reading of every measurement message
+        must fall under an owner policy granting it ``write`` at the reading's time, else the
+        whole request is refused (403) and nothing is stored. Messages that do not decode are
+        left to the pipeline, which rejects them with their reason."""
+        for raw in raws:
+            try:
+                message = decode(raw)
+            except RejectedMessage:
+                continue
+            if not isinstance(message, DeviceMeasurements):
+                raise Forbidden("a stakeholder's service writes measurements only")
+            try:
+                ts = event_time_us(message.request.eventDate, received_us)
+            except RejectedMessage:
+                continue
+            at = from_us(ts)
+            for identifier in message.request.measurements:
+                if not self.decide_write(who, tenant, message.hardwareId, identifier, at):
+                    raise Forbidden(
+                        f"no owner policy lets {who.stakeholder!r} write "
+                        f"{message.hardwareId[:128]}/{identifier[:128]} at {at.isoformat()}"
+                    )
+
+    def _writes_somewhere(self, stakeholder: Stakeholder) -> bool:
+        index = self.directory.policies_of(stakeholder.tenant)
+        return any(
+            v.write
+            for versions in index
+            if versions[0].grantee in (stakeholder.id, ANY)
+            for v in versions
+        )
 
     def decide_write(
         self, who: Principal, tenant: str, device: str, identifier: str, at: datetime
