@@ -8,7 +8,8 @@ owner policy per 10 sites plus a tenant-wide ``*`` policy — and times the chec
 caller, granted and refused (a refusal is an exception: it costs more).
 
 Each figure is the best of ``--runs`` passes of ``--checks`` checks on random devices, with the
-garbage collector paused as ``timeit`` does.
+garbage collector paused as ``timeit`` does. Also timed: recording one audit entry (what a
+request pays) and writing the batch behind it (what the background flusher pays per entry).
 
     python benchmarks/bench_policy.py --json out.json
 """
@@ -28,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gridhub.access.audit import AuditLog
 from gridhub.access.directory import Directory
 from gridhub.access.enforce import AccessControl
 from gridhub.access.tokens import Principal
@@ -156,6 +158,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures[f"policy_check_us_{name}"] = {
                 "value": round(us, 2),
                 "unit": "µs/check",
+                "command": command,
+            }
+        # the audit log's cost on a request's path (an append), and the batched write behind it
+        audit = AuditLog(DuckDBAccessCatalog(db))
+        target = "GET /api/v1/tenants/bench/devices/m1/series?identifier=" + CONSUMED
+        us = best_us(lambda i: audit.record(TENANT, "tok", "r1", "read", target, "200"), devices, 1)
+        flushed = time.perf_counter()
+        written = audit.flush()
+        flush_us = (time.perf_counter() - flushed) / written * 1e6
+        for name, value in (("audit_record", us), ("audit_flush_per_entry", flush_us)):
+            print(f"{name:<22} {value:9.2f}")
+            figures[f"policy_check_us_{name}"] = {
+                "value": round(value, 2),
+                "unit": "µs/entry",
                 "command": command,
             }
         db.close()

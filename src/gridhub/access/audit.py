@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from gridhub.domain.access import AuditEntry
 from gridhub.errors import GridhubError
-from gridhub.storage.access_catalog import AccessCatalog, AuditQuery
+from gridhub.storage.access_catalog import AccessCatalog, AuditQuery, AuditRow
 
 __all__ = ["AuditLog", "AuditMiddleware", "classify"]
 
@@ -66,7 +66,7 @@ class AuditLog:
         self._max_pending = max_pending
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._pending: list[AuditEntry] = []
+        self._pending: list[AuditRow] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -82,8 +82,8 @@ class AuditLog:
         result: str,
         detail: str = "",
     ) -> None:
-        entry = AuditEntry(
-            datetime.now(UTC),
+        entry: AuditRow = (
+            time.time_ns() // 1000,
             tenant,
             actor,
             stakeholder,
