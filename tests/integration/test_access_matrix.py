@@ -65,12 +65,14 @@ def build(hub: Hub, api: Api) -> dict[str, str]:
             ("dso", Kind.DSO),
             ("uni", Kind.RESEARCHER),
             ("esco", Kind.ESCO),
+            ("agg", Kind.AGGREGATOR),
         ):
             d.create_stakeholder(tenant, sid, kind)
         # r-old supplied alice until the end of 2025; r-now since; r-now also supplies bob in
         # the *other* tenant only (so a same-named stakeholder there must not open alpha)
         d.create_contract(tenant, "alice", "r-old", _t(2025, 1, 1), _t(2026, 1, 1))
         d.create_contract(tenant, "alice", "r-now", _t(2026, 1, 1))
+        d.create_contract(tenant, "alice", "agg", _t(2026, 6, 1), _t(2027, 1, 1))
         if tenant == "beta":
             d.create_contract(tenant, "bob", "r-now", _t(2026, 1, 1))
         device_token = hub.tokens.create(tenant, "device", "gateway")[1]
@@ -85,7 +87,7 @@ def build(hub: Hub, api: Api) -> dict[str, str]:
         "device": hub.tokens.create("alpha", "device", "meter")[1],
         "no-stakeholder": hub.tokens.create("alpha", "researcher", "legacy")[1],
     }
-    for sid in ("alice", "r-now", "r-old", "dso", "uni", "esco"):
+    for sid in ("alice", "r-now", "r-old", "dso", "uni", "esco", "agg"):
         kind = d.stakeholder("alpha", sid).kind.value
         tokens[sid] = hub.tokens.create("alpha", kind, sid, stakeholder=sid)[1]
     return tokens
@@ -124,6 +126,8 @@ GRANTED: dict[str, set[tuple[str, str]]] = {
                "alerts-of-device")},
     "r-now": {("series-consumption", "hh001-meter"), ("series-consumption-15m", "hh001-meter"),
               ("state", "hh001-meter")},
+    "agg": {("series-consumption", "hh001-meter"), ("series-consumption-15m", "hh001-meter"),
+            ("state", "hh001-meter")},
     "r-old": set(),  # its contract ended before the data
     "dso": {(e, dev) for dev in DEVICES for e in ("series-voltage", "state", "alerts-of-device")},
     "uni": set(),  # a researcher reads what a policy grants: none here
@@ -132,7 +136,7 @@ GRANTED: dict[str, set[tuple[str, str]]] = {
     "no-stakeholder": set(),
 }  # fmt: skip
 # what a granted latest-state answer may contain
-STATE_IDENTIFIERS = {"r-now": {CONSUMED}, "dso": {VOLTAGE}}
+STATE_IDENTIFIERS = {"r-now": {CONSUMED}, "agg": {CONSUMED}, "dso": {VOLTAGE}}
 
 
 def _request(client: httpx.Client, endpoint: Endpoint, tenant: str, device: str) -> httpx.Response:
@@ -195,6 +199,7 @@ def test_tenant_wide_alerts_show_only_granted_devices(hub: Hub, api: Api) -> Non
         "alice": {"hh001-meter"},
         "dso": {"hh001-meter", "hh002-meter"},
         "r-now": set(),
+        "agg": set(),
         "r-old": set(),
         "uni": set(),
     }
@@ -255,6 +260,7 @@ def test_registry_listings_show_what_the_caller_may_read(hub: Hub, api: Api) -> 
         "tenant-admin": set(DEVICES),
         "alice": {"hh001-meter"},
         "r-now": {"hh001-meter"},
+        "agg": {"hh001-meter"},
         "dso": set(DEVICES),
         "r-old": set(),  # its contract has ended
         "uni": set(),
