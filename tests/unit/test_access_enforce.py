@@ -338,3 +338,17 @@ def test_no_client_data_without_a_running_contract(
         if shown:
             assert reference(timeline, retailer, start + length)
             assert reference(timeline, retailer, start)
+
+
+def test_a_policy_on_one_identifier_leaves_the_others_to_the_defaults(world: World, t: str) -> None:
+    d = world.directory
+    d.create_contract(t, "alice", "r1", h(0))
+    d.create_policy(t, grantee="r1", identifier=CONSUMED, site="s1", read=False, write=False,
+                    valid_from=h(0))  # fmt: skip
+    r1 = who(t, "r1", "retailer")
+    energy = "electricity.energy.active.consumed.total"
+    assert not world.access.may_read(r1, t, "m1", CONSUMED, h(5))
+    assert world.access.may_read(r1, t, "m1", energy, h(5))
+    assert world.access.may_read(r1, t, "m1", None, h(5))  # the device is still visible
+    values = [StateValue(CONSUMED, h(5), 1.0, h(5)), StateValue(energy, h(5), 2.0, h(5))]
+    assert world.access.filter_latest(r1, t, "m1", values, h(6)) == values[1:]

@@ -387,9 +387,12 @@ class AccessControl:
         defaults = self._defaults(stakeholder, tenant, site, identifier)
         if not explicit:
             return [(lo, hi, 0.0) for lo, hi in defaults], _no_default(stakeholder)
-        covered = union((lo, hi) for lo, hi, _ in explicit)
         granted = [(lo, hi, v.min_delay_s) for lo, hi, v in explicit if v.read and lo < hi]
-        kept = [(lo, hi, 0.0) for lo, hi in subtract(defaults, covered)]
+        if identifier is None:  # "some identifier": a policy on one does not hide the others
+            kept = [(lo, hi, 0.0) for lo, hi in defaults]
+        else:
+            covered = union((lo, hi) for lo, hi, _ in explicit)
+            kept = [(lo, hi, 0.0) for lo, hi in subtract(defaults, covered)]
         return sorted(granted + kept), "the owner's policy does not grant it"
 
     def _delay(
