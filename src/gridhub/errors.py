@@ -11,6 +11,7 @@
     ├── AccessDenied
     │   ├── Unauthenticated      missing, unknown or revoked token → 401
     │   └── Forbidden            a valid token outside its scope → 403
+    ├── RateLimited              reads faster than the owner's policy allows; retry later → 429
     ├── Overloaded               the ingest buffer is full; retry after ``retry_after`` s → 503
     ├── StoreUnavailable         the store cannot be reached or written right now → 503
     └── StoreRejected            the store refuses a batch's content; retrying cannot help
@@ -69,6 +70,14 @@ class Unauthenticated(AccessDenied):
 
 class Forbidden(AccessDenied):
     """A valid token that is not allowed to do this."""
+
+
+class RateLimited(GridhubError):
+    """A read sooner than the owner policy's minimum delay between reads (seed 004 §4.4.2)."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Overloaded(GridhubError):

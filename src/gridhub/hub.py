@@ -9,6 +9,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gridhub.access.audit import AuditLog
+from gridhub.access.directory import Directory
+from gridhub.access.enforce import AccessControl
 from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
@@ -27,6 +30,7 @@ from gridhub.services.query import QueryService
 from gridhub.services.reports import ReportService
 from gridhub.services.sql_console import SqlConsole
 from gridhub.services.tariffs import TariffService
+from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_reports import DuckDBReportStore
@@ -55,6 +59,8 @@ class Hub:
     tariffs: TariffService
     reports: ReportService
     sql: SqlConsole
+    access: AccessControl
+    audit: AuditLog
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -71,6 +77,7 @@ class Hub:
 
     def start(self, *, mqtt: bool = True) -> None:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
+        self.audit.start()
         self.pipeline.start()
         self.outages.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
@@ -152,6 +159,7 @@ class Hub:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        self.audit.stop()
         self.db.close()
 
 
@@ -190,6 +198,10 @@ def build_hub(settings: Settings) -> Hub:
     pipeline.add_observer(commands.observe)  # acks and devices heard from
     report_store = DuckDBReportStore(db)
     device_types = DeviceTypes(devices_catalog, registry)
+    access_catalog = DuckDBAccessCatalog(db)
+    access = AccessControl(Directory(access_catalog, registry), registry)
+    audit = AuditLog(access_catalog)
+    pipeline.add_observer(audit.record_ingest)  # one audit entry per MQTT batch and tenant
     hub = Hub(
         settings=settings,
         db=db,
@@ -197,7 +209,9 @@ def build_hub(settings: Settings) -> Hub:
         registry=registry,
         tokens=TokenService(catalog),
         pipeline=pipeline,
-        query=QueryService(store, registry),
+        query=QueryService(store, registry, access),
+        access=access,
+        audit=audit,
         topologies=topologies,
         outages=outages,
         device_types=device_types,

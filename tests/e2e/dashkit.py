@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from gridhub.cli.demo import TENANT, ZONE, register_fleet
+from gridhub.access.directory import Kind
+from gridhub.cli.demo import TENANT, ZONE, register_fleet, researcher_token
 from gridhub.cli.server import ApiServer
 from gridhub.domain.registry import Tenant
 from gridhub.hub import Hub, build_hub
@@ -52,6 +53,14 @@ class Dashboard:
             response = client.get(path, params=params)
             response.raise_for_status()
             return response.json()
+
+
+def _customer_token(hub: Hub, site: str) -> str:
+    """The household's own token: a customer reads its site (docs/access.md)."""
+    customer = hub.access.directory.create_stakeholder(
+        TENANT, "e2e-customer", Kind.CUSTOMER, site=site
+    )
+    return hub.tokens.create(TENANT, "customer", "e2e", stakeholder=customer.id)[1]
 
 
 def _write(hub: Hub, fleet: Fleet, tenant: str, start: datetime, end: datetime, **kw: Any) -> None:
@@ -88,9 +97,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         hub.registry.register_devices(other.devices())
         _write(hub, other, OTHER, start, now)
         tokens = {
-            "researcher": hub.tokens.create(TENANT, "researcher", "e2e")[1],
-            "customer": hub.tokens.create(TENANT, "customer", "e2e")[1],
-            "other": hub.tokens.create(OTHER, "researcher", "e2e")[1],
+            "researcher": researcher_token(hub, TENANT, "e2e"),
+            "customer": _customer_token(hub, fleet.sites()[0].id),
+            "other": researcher_token(hub, OTHER, "e2e"),
             "admin": admin,  # the installation's: every tenant
         }
         server = ApiServer(hub, "127.0.0.1", 0)

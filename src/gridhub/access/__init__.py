@@ -1,1 +1,2 @@
-"""Access: tokens, tenant scoping (and, later, owner policies, contracts, audit)."""
+"""Access (A1–A5): tokens, stakeholders, contracts, owner policies, the enforcement point
+(``enforce.AccessControl``, which every read path calls) and the audit log. See docs/access.md."""

@@ -8,6 +8,7 @@ has no tenant: it manages tenants and may read any of them.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import secrets
@@ -15,7 +16,7 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from gridhub.errors import Forbidden, NotFound, Unauthenticated
+from gridhub.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
 from gridhub.storage.base import Catalog, TokenRecord
 
 __all__ = ["ADMIN", "INGEST_ROLES", "TENANT_ROLES", "Principal", "TokenRecord", "TokenService"]
@@ -31,8 +32,8 @@ TENANT_ROLES = (
     "researcher",
     "device",
 )
-# Who may send measurements in: the tenant's admins and its devices (or gateways). Everyone else
-# reads; owner policies per series (issue #4) will refine both.
+# Who may send measurements in over ingest: the tenant's admins and its devices (or gateways).
+# The check is AccessControl.authorize_write (access/enforce.py), the one enforcement point.
 INGEST_ROLES = ("admin", "device")
 
 
@@ -43,6 +44,8 @@ class Principal:
     token_id: str
     tenant: str | None
     role: str
+    stakeholder: str | None = None  # whose behalf it acts on (owner policies, contracts)
+    service: str | None = None  # which of the stakeholder's services (owner policies)
 
     @property
     def is_installation_admin(self) -> bool:
@@ -52,12 +55,6 @@ class Principal:
         """Refuse access to any tenant but the token's own."""
         if self.tenant is not None and self.tenant != tenant_id:
             raise Forbidden(f"this token is scoped to tenant {self.tenant!r}")
-
-    def require_ingest(self, tenant_id: str) -> None:
-        """Allow sending data into ``tenant_id``: its admin or device tokens only."""
-        self.require_tenant(tenant_id)
-        if self.role not in INGEST_ROLES:
-            raise Forbidden(f"a {self.role} token cannot send data; use a device or admin token")
 
     def require_admin(self, tenant_id: str | None = None) -> None:
         if self.role != ADMIN:
@@ -82,10 +79,32 @@ class TokenService:
     def has_admin(self) -> bool:
         return any(t.tenant is None and not t.revoked for t in self._by_hash.values())
 
-    def create(self, tenant: str | None, role: str, name: str) -> tuple[TokenRecord, str]:
-        """Create a token; return its record and the secret, which is shown only now."""
+    def create(
+        self,
+        tenant: str | None,
+        role: str,
+        name: str,
+        *,
+        stakeholder: str | None = None,
+        service: str | None = None,
+        expires: datetime | None = None,
+    ) -> tuple[TokenRecord, str]:
+        """Create a token; return its record and the secret, which is shown only now.
+
+        A stakeholder's token carries the stakeholder's kind as its role (the caller checks
+        that the stakeholder exists); device and admin tokens need none.
+        """
         if role not in TENANT_ROLES:
             raise Forbidden(f"unknown role {role!r}; one of {', '.join(TENANT_ROLES)}")
+        if stakeholder is not None and tenant is None:
+            raise InvalidRequest("a stakeholder's token belongs to the stakeholder's tenant")
+        if service is not None and stakeholder is None:
+            raise InvalidRequest("a service token needs its stakeholder")
+        if expires is not None:
+            if expires.tzinfo is None:
+                raise InvalidRequest("expires needs a UTC offset")
+            if expires <= datetime.now(UTC):
+                raise InvalidRequest("expires must lie in the future")
         token_id = secrets.token_hex(6)
         secret = f"gh_{token_id}_{secrets.token_urlsafe(32)}"
         record = TokenRecord(
@@ -95,6 +114,9 @@ class TokenService:
             role=role,
             name=name,
             created=datetime.now(UTC),
+            stakeholder=stakeholder,
+            service=service,
+            expires=expires,
         )
         with self._lock:
             self._catalog.put_token(record)
@@ -109,13 +131,23 @@ class TokenService:
         # compare_digest keeps the final comparison constant-time; the dict lookup is on a hash
         if record is None or not hmac.compare_digest(record.hash, digest) or record.revoked:
             raise Unauthenticated("unknown or revoked token")
-        return Principal(record.id, record.tenant, record.role)
+        if record.expires is not None and record.expires <= datetime.now(UTC):
+            raise Unauthenticated("expired token")
+        return Principal(record.id, record.tenant, record.role, record.stakeholder, record.service)
 
     def list(self, tenant: str | None = None) -> list[TokenRecord]:
         return [
             t
             for t in sorted(self._by_hash.values(), key=lambda t: t.created)
             if tenant is None or t.tenant == tenant
+        ]
+
+    def revoke_stakeholder(self, tenant: str, stakeholder: str) -> builtins.list[TokenRecord]:
+        """Revoke every token of a stakeholder (when the stakeholder is disabled)."""
+        return [
+            self.revoke(t.id, tenant)
+            for t in self.list(tenant)
+            if t.stakeholder == stakeholder and not t.revoked
         ]
 
     def revoke(self, token_id: str, tenant: str | None = None) -> TokenRecord:

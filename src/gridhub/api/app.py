@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gridhub import __version__
+from gridhub.access.audit import AuditMiddleware
 from gridhub.api import errors
 from gridhub.api.routes import (
+    access,
     commands,
     faults,
     health,
@@ -51,4 +53,7 @@ def create_app(hub: Hub) -> FastAPI:
     for router in (devices_routes.router, devices_routes.admin_router):
         app.include_router(router)
     web.install(app)
+    app.include_router(access.router)
+    app.include_router(access.admin_router)
+    app.add_middleware(AuditMiddleware, audit=hub.audit)  # one audit entry per /api request
     return app

@@ -25,7 +25,9 @@ def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
-    return get_hub(request).tokens.authenticate(credentials.credentials)
+    principal = get_hub(request).tokens.authenticate(credentials.credentials)
+    request.state.principal = principal  # for the audit log (access/audit.py)
+    return principal
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]

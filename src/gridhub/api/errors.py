@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -14,6 +15,7 @@ from gridhub.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    RateLimited,
     RejectedMessage,
     StoreUnavailable,
     Unauthenticated,
@@ -27,6 +29,7 @@ _STATUS: tuple[tuple[type[GridhubError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (InvalidRequest, 422),
+    (RateLimited, 429),
     (RejectedMessage, 422),
     (Overloaded, 503),
     (StoreUnavailable, 503),
@@ -42,6 +45,8 @@ def error_response(exc: GridhubError) -> JSONResponse:
         body["detail"] = exc.detail
     if isinstance(exc, Overloaded | StoreUnavailable):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, RateLimited):  # rounded up: retrying at Retry-After must succeed
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, headers=headers)

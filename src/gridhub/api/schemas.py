@@ -29,8 +29,20 @@ class TenantPublic(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    role: str = Field("admin", description="admin, dso, retailer, researcher, …")
+    role: str | None = Field(
+        None,
+        description="admin or device; a stakeholder's token takes the stakeholder's kind "
+        "(default: admin without a stakeholder)",
+        max_length=32,
+    )
     name: str = Field("", max_length=200)
+    stakeholder: str | None = Field(
+        None, description="the stakeholder it acts for (its kind becomes the role)", max_length=128
+    )
+    service: str | None = Field(
+        None, description="the stakeholder's service (owner policies may name it)", max_length=128
+    )
+    expires: datetime | None = Field(None, description="ISO 8601 with offset; none: no expiry")
 
 
 class TokenPublic(BaseModel):
@@ -40,6 +52,9 @@ class TokenPublic(BaseModel):
     name: str
     created: datetime
     revoked: bool
+    stakeholder: str | None = None
+    service: str | None = None
+    expires: datetime | None = None
 
 
 class TokenCreated(TokenPublic):

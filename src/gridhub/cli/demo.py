@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -21,6 +21,7 @@ import typer
 from gridhub.cli.common import console, err_console, load_settings, setup_logging
 from gridhub.cli.server import ApiServer
 from gridhub.cli.simulate import backfill_start, progress_bar
+from gridhub.domain.access import Kind
 from gridhub.domain.registry import Tenant
 from gridhub.errors import ConfigError
 from gridhub.hub import Hub, build_hub
@@ -37,6 +38,27 @@ def register_fleet(hub: Hub, fleet: Fleet) -> None:
     hub.registry.ensure_identifiers(TENANT, CUSTOM_IDENTIFIERS)
     hub.registry.register_sites(fleet.sites())
     hub.registry.register_devices(fleet.devices())
+
+
+def researcher_token(hub: Hub, tenant: str, name: str = "demo token") -> str:
+    """A researcher's token that reads every series of ``tenant``: a researcher reads only
+    what an owner policy grants (docs/access.md), so the demo grants it all, once."""
+    researcher = hub.access.directory.find_stakeholder(tenant, "demo-researcher")
+    if researcher is None:
+        researcher = hub.access.directory.create_stakeholder(
+            tenant, "demo-researcher", Kind.RESEARCHER, "demo researcher"
+        )
+        hub.access.directory.create_policy(
+            tenant,
+            grantee=researcher.id,
+            identifier="*",
+            read=True,
+            write=False,
+            valid_from=datetime(1970, 1, 1, tzinfo=UTC),
+            policy_id="demo-research",
+            by="demo",
+        )
+    return hub.tokens.create(tenant, "researcher", name, stakeholder=researcher.id)[1]
 
 
 def backfill(hub: Hub, fleet: Fleet, days: int, now: datetime) -> int:
@@ -98,7 +120,7 @@ def demo(
             f"grid         CIGRE LV benchmark: {grid.sites} households on "
             f"{grid.connection_points} connection points"
         )
-        _record, token = hub.tokens.create(TENANT, "researcher", "demo token")
+        token = researcher_token(hub, TENANT)
         hub.start()
         now = datetime.now(ZoneInfo("UTC")).replace(microsecond=0)
         if days:

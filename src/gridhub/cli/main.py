@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from gridhub.cli import access as access_cmd
 from gridhub.cli import demo as demo_cmd
 from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
@@ -50,6 +51,8 @@ app.add_typer(devices_cmd.mqtt_app, name="mqtt")
 app.add_typer(devices_cmd.certs_app, name="certs")
 app.add_typer(outbound_cmd.command_app, name="command")
 app.add_typer(outbound_cmd.tariff_app, name="tariff")
+app.add_typer(access_cmd.token_app, name="token")
+app.add_typer(access_cmd.stakeholder_app, name="stakeholder")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")

@@ -163,7 +163,8 @@ class Pipeline:
         self._observers: list[Callable[[list[Prepared]], None]] = []
 
     def add_observer(self, observer: Callable[[list[Prepared]], None]) -> None:
-        """Call ``observer`` with the stored items of each batch, after its commit.
+        """Call ``observer`` with the messages of each batch after its commit (dead letters
+        included: each observer picks what it needs).
 
         It runs on the writer thread, so it must be quick; what it raises is logged.
         """
@@ -338,10 +339,10 @@ class Pipeline:
             except Exception:  # a failing callback must not stop the writer
                 log.exception("ingest confirmation callback failed")
         if self._observers:
-            stored = [i for p in taken for i in p.items if i.dead_letter is None]
+            written = [item for pending in taken for item in pending.items]
             for observer in self._observers:
                 try:
-                    observer(stored)
+                    observer(written)
                 except Exception:  # an observer's bug must not stop the writer
                     log.exception("pipeline observer failed")
 

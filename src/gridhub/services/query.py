@@ -3,15 +3,24 @@
 Time handling lives here, once: callers give instants with offsets, or a local calendar day; the
 tenant's time zone turns a day into its [start, end) instants (so a DST day has 92 or 100
 quarter-hours) and the answer is given back in the tenant's local time with its offset.
+
+Every read goes through the enforcement point (``access/enforce.py``) with the caller's
+principal: a series is read only inside the windows it returns — at a rollup resolution only the
+buckets lying wholly inside a window, so an aggregate never mixes in a value the caller may not
+see.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from gridhub.access.enforce import AccessControl
+from gridhub.access.tokens import Principal
+from gridhub.domain.access import ALERTS, from_us, to_us
 from gridhub.domain.timeutil import Function, Resolution, day_bounds
-from gridhub.errors import InvalidRequest, NotFound
+from gridhub.errors import Forbidden, InvalidRequest, NotFound
 from gridhub.storage.base import (
     AlertQuery,
     Point,
@@ -42,9 +51,10 @@ class SeriesResult:
 
 
 class QueryService:
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(self, store: Store, registry: Registry, access: AccessControl) -> None:
         self._store = store
         self._registry = registry
+        self.access = access
 
     def _device(self, tenant: str, device: str) -> None:
         self._registry.tenant(tenant)
@@ -74,6 +84,7 @@ class QueryService:
 
     def series(
         self,
+        who: Principal,
         tenant: str,
         device: str,
         identifier: str,
@@ -93,10 +104,18 @@ class QueryService:
             raise InvalidRequest(f"limit must be 1..{MAX_POINTS}")
         lo, hi = self.time_range(tenant, start, end, day)
         tz = self._registry.tenant(tenant).timezone
-        points = self._store.series(
-            SeriesQuery(tenant, device, identifier, lo, hi, resolution, function, limit), tz
-        )
         zone = self._registry.tenant(tenant).zone
+        points: list[Point] = []
+        for w_lo, w_hi in self._allowed(who, tenant, device, identifier, lo, hi, resolution):
+            if len(points) >= limit:
+                break
+            points += self._store.series(
+                SeriesQuery(
+                    tenant, device, identifier, w_lo, w_hi, resolution, function,
+                    limit - len(points),
+                ),
+                tz,
+            )  # fmt: skip
         local = [Point(p.ts.astimezone(zone), p.value) for p in points]
         return SeriesResult(
             tenant,
@@ -111,16 +130,52 @@ class QueryService:
             local,
         )
 
-    def latest(self, tenant: str, device: str) -> list[StateValue]:
+    def _allowed(
+        self,
+        who: Principal,
+        tenant: str,
+        device: str,
+        identifier: str,
+        lo: datetime,
+        hi: datetime,
+        resolution: Resolution,
+    ) -> list[tuple[datetime, datetime]]:
+        """The store queries that cover what ``who`` may read of ``[lo, hi)``.
+
+        Raw reads use the enforcement point's windows as they are. At a rollup resolution the
+        decision is taken over whole buckets, and a bucket is read only if it lies wholly inside
+        an allowed window, so an aggregate never mixes in a value the caller may not see.
+        """
+        if resolution is Resolution.RAW:
+            return self.access.authorize_read(who, tenant, device, identifier, lo, hi).spans()
+        zone = self._registry.tenant(tenant).zone
+        e_lo = _bucket_floor(lo, resolution, zone)
+        e_hi = _bucket_ceil(hi, resolution, zone)
+        decision = self.access.authorize_read(who, tenant, device, identifier, e_lo, e_hi)
+        if decision.spans() == [(e_lo, e_hi)]:
+            return [(lo, hi)]
+        out = []
+        for start, end in decision.spans():
+            first = max(_bucket_ceil(start, resolution, zone), lo)
+            last = min(_bucket_floor(end, resolution, zone), hi)
+            if first < last:
+                out.append((first, last))
+        return out
+
+    def latest(self, who: Principal, tenant: str, device: str) -> list[StateValue]:
         self._device(tenant, device)
         zone = self._registry.tenant(tenant).zone
+        visible = self.access.filter_latest(
+            who, tenant, device, self._store.latest(tenant, device), datetime.now(UTC)
+        )
         return [
             StateValue(s.identifier, s.ts.astimezone(zone), s.value, s.received.astimezone(zone))
-            for s in self._store.latest(tenant, device)
+            for s in visible
         ]
 
     def alerts(
         self,
+        who: Principal,
         tenant: str,
         *,
         device: str | None = None,
@@ -139,11 +194,38 @@ class QueryService:
                 raise InvalidRequest(f"{name} must lie in the years {MIN_YEAR}..{MAX_YEAR}")
         if not 1 <= limit <= 10_000:
             raise InvalidRequest("limit must be 1..10000")
-        return self._store.alerts(AlertQuery(tenant, device, level, start, end, limit))
+        if device is not None:
+            decision = self.access.decide_read(who, tenant, device, ALERTS, start, end)
+            if not decision.allowed:
+                raise Forbidden(decision.reason)
+        found = self._store.alerts(AlertQuery(tenant, device, level, start, end, limit))
+        return self.access.filter_alerts(who, tenant, found)
 
     def dead_letters(
-        self, tenant: str | None, *, reason: str | None = None, limit: int = 100
+        self, who: Principal, tenant: str | None, *, reason: str | None = None, limit: int = 100
     ) -> list[StoredDeadLetter]:
+        """Rejected messages with their raw bytes: admins only (they may hold anyone's data)."""
+        who.require_admin(tenant)
         if not 1 <= limit <= 10_000:
             raise InvalidRequest("limit must be 1..10000")
         return self._store.dead_letters(tenant, limit=limit, reason=reason)
+
+
+def _bucket_floor(moment: datetime, resolution: Resolution, zone: ZoneInfo) -> datetime:
+    if resolution is Resolution.QUARTER_HOUR:  # quarter-hours are bucketed in UTC
+        return from_us(to_us(moment) // 900_000_000 * 900_000_000)
+    local = moment.astimezone(zone)
+    if resolution is Resolution.HOUR:
+        return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    return day_bounds(local.date(), zone)[0]
+
+
+def _bucket_ceil(moment: datetime, resolution: Resolution, zone: ZoneInfo) -> datetime:
+    floor = _bucket_floor(moment, resolution, zone)
+    if floor == moment:
+        return moment
+    if resolution is Resolution.QUARTER_HOUR:
+        return floor + timedelta(minutes=15)
+    if resolution is Resolution.HOUR:
+        return floor + timedelta(hours=1)
+    return day_bounds(moment.astimezone(zone).date(), zone)[1]

@@ -235,6 +235,9 @@ class TokenRecord:
     name: str
     created: datetime
     revoked: bool = False
+    stakeholder: str | None = None  # the stakeholder it acts for (issue #4); None: device/admin
+    service: str | None = None  # the stakeholder's service it is for; owner policies match it
+    expires: datetime | None = None
 
 
 class TopologyCatalog(Protocol):

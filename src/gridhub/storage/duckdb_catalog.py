@@ -114,13 +114,15 @@ class DuckDBCatalog:
         return [
             TokenRecord(*row)
             for row in self._rows(
-                "SELECT id, hash, tenant, role, name, created, revoked FROM tokens ORDER BY created"
+                "SELECT id, hash, tenant, role, name, created, revoked, stakeholder, service,"
+                " expires FROM tokens ORDER BY created"
             )
         ]
 
     def put_token(self, token: TokenRecord) -> None:
         self._write(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+            "INSERT INTO tokens (id, hash, tenant, role, name, created, revoked, stakeholder,"
+            " service, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
             " SET name = excluded.name, revoked = excluded.revoked",
             [
                 (
@@ -131,6 +133,9 @@ class DuckDBCatalog:
                     token.name,
                     token.created,
                     token.revoked,
+                    token.stakeholder,
+                    token.service,
+                    token.expires,
                 )
             ],
         )

@@ -221,6 +221,62 @@ MIGRATIONS: tuple[str, ...] = (
         issuer VARCHAR NOT NULL
     );
     """,
+    # 7: access (issue #4): stakeholders, contracts, versioned owner policies, the audit log; tokens
+    # gain their stakeholder, service and expiry
+    """
+    ALTER TABLE tokens ADD COLUMN IF NOT EXISTS stakeholder VARCHAR;
+    ALTER TABLE tokens ADD COLUMN IF NOT EXISTS service VARCHAR;
+    ALTER TABLE tokens ADD COLUMN IF NOT EXISTS expires TIMESTAMPTZ;
+    CREATE TABLE IF NOT EXISTS stakeholders (
+        tenant VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        site VARCHAR,
+        created TIMESTAMPTZ NOT NULL,
+        disabled BOOLEAN NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE IF NOT EXISTS contracts (
+        tenant VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        customer VARCHAR NOT NULL,
+        supplier VARCHAR NOT NULL,
+        "start" TIMESTAMPTZ NOT NULL,
+        "end" TIMESTAMPTZ,
+        created TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE IF NOT EXISTS policies (
+        tenant VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        grantee VARCHAR NOT NULL,
+        service VARCHAR NOT NULL,
+        identifier VARCHAR NOT NULL,
+        can_read BOOLEAN NOT NULL,
+        can_write BOOLEAN NOT NULL,
+        min_delay_s DOUBLE NOT NULL,
+        valid_from TIMESTAMPTZ NOT NULL,
+        site VARCHAR,
+        device VARCHAR,
+        created TIMESTAMPTZ NOT NULL,
+        created_by VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, id, version)
+    );
+    CREATE SEQUENCE IF NOT EXISTS audit_ids;
+    CREATE TABLE IF NOT EXISTS audit (
+        id BIGINT DEFAULT nextval('audit_ids'),
+        ts TIMESTAMPTZ NOT NULL,
+        tenant VARCHAR,
+        actor VARCHAR NOT NULL,
+        stakeholder VARCHAR,
+        action VARCHAR NOT NULL,
+        target VARCHAR NOT NULL,
+        result VARCHAR NOT NULL,
+        detail VARCHAR NOT NULL
+    );
+    """,
 )
 
 

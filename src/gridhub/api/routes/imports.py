@@ -51,7 +51,7 @@ async def import_csv(
     name: Annotated[str, Query(max_length=200)] = "upload.csv",
     first_line: Annotated[int, Query(ge=2)] = 2,
 ) -> JSONResponse:
-    who.require_ingest(tenant)
+    hub.access.authorize_write(who, tenant)
     hub.registry.tenant(tenant)
     limit = hub.settings.max_request_bytes
     body, total = await read_limited(request, limit)
@@ -101,7 +101,7 @@ async def import_green_button(
     hardware_id: Annotated[str | None, Query(max_length=128)] = None,
     name: Annotated[str, Query(max_length=200)] = "green-button.xml",
 ) -> JSONResponse:
-    who.require_ingest(tenant)
+    hub.access.authorize_write(who, tenant)
     hub.registry.tenant(tenant)
     limit = hub.settings.max_request_bytes
     body, total = await read_limited(request, limit)

@@ -5,6 +5,10 @@ committed to the store: 200 when all were accepted; 422 (400 for malformed JSON,
 oversized body) when any was rejected, listing each by index with its reason — the valid ones of a
 batch are stored all the same, and resending them is harmless (the store drops duplicates).
 503 with ``Retry-After`` when the buffer is full or the store is down: nothing was confirmed.
+
+Admin and device tokens send anything of their tenant; a stakeholder's service may send only
+the values an owner policy with ``write`` grants it (access/enforce.py), else 403 and nothing
+is stored.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.api.ingesting import read_limited, receipt_response, submit
@@ -37,7 +42,7 @@ router = APIRouter(prefix="/api/v1/tenants", tags=["ingest"])
     },
 )
 async def ingest(tenant: str, request: Request, hub: HubDep, who: PrincipalDep) -> JSONResponse:
-    who.require_ingest(tenant)
+    check_each = hub.access.authorize_write(who, tenant, service_writes=True)
     hub.registry.tenant(tenant)
     settings = hub.settings
     received_us = time.time_ns() // 1000
@@ -80,5 +85,8 @@ async def ingest(tenant: str, request: Request, hub: HubDep, who: PrincipalDep) 
                 ]
             else:
                 envelopes = [Envelope(source, p, tenant, received_us) for p in parts]
+    if check_each:  # a stakeholder's service: every value under an owner policy with write
+        raws = [e.raw for e in envelopes if e.problem is None]
+        await run_in_threadpool(hub.access.authorize_messages, who, tenant, raws, received_us)
     receipt = await submit(hub.pipeline, envelopes, settings.confirm_timeout_s)
     return receipt_response(receipt)

@@ -65,6 +65,7 @@ def series(
 ) -> SeriesPublic:
     who.require_tenant(tenant)
     result = hub.query.series(
+        who,
         tenant,
         device,
         identifier,
@@ -95,7 +96,7 @@ def latest_state(tenant: str, device: str, hub: HubDep, who: PrincipalDep) -> li
     who.require_tenant(tenant)
     return [
         StatePublic(identifier=s.identifier, ts=s.ts, value=s.value, received=s.received)
-        for s in hub.query.latest(tenant, device)
+        for s in hub.query.latest(who, tenant, device)
     ]
 
 
@@ -112,6 +113,7 @@ def alerts(
 ) -> list[AlertPublic]:
     who.require_tenant(tenant)
     found = hub.query.alerts(
+        who,
         tenant,
         device=device,
         level=level.value if level else None,
@@ -134,7 +136,10 @@ def alerts(
     ]
 
 
-@router.get("/{tenant}/deadletters", summary="Rejected messages with reason and raw bytes")
+@router.get(
+    "/{tenant}/deadletters",
+    summary="Rejected messages with reason and raw bytes (tenant admin)",
+)
 def dead_letters(
     tenant: str,
     hub: HubDep,
@@ -142,9 +147,10 @@ def dead_letters(
     reason: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[DeadLetterPublic]:
-    who.require_tenant(tenant)
+    who.require_admin(tenant)
     hub.registry.tenant(tenant)
-    return [_dead_letter(d) for d in hub.query.dead_letters(tenant, reason=reason, limit=limit)]
+    letters = hub.query.dead_letters(who, tenant, reason=reason, limit=limit)
+    return [_dead_letter(d) for d in letters]
 
 
 def _dead_letter(d: StoredDeadLetter) -> DeadLetterPublic:
@@ -177,7 +183,9 @@ def all_dead_letters(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[DeadLetterPublic]:
     who.require_admin()
-    letters = hub.query.dead_letters(None, reason=reason, limit=limit if not unowned else 10_000)
+    letters = hub.query.dead_letters(
+        who, None, reason=reason, limit=limit if not unowned else 10_000
+    )
     if unowned:
         letters = [d for d in letters if d.tenant is None][:limit]
     return [_dead_letter(d) for d in letters]

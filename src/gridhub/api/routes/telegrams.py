@@ -111,7 +111,7 @@ async def telegram(
     zone: Annotated[str, Query(max_length=64)] = "Europe/Amsterdam",
     hardware_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> JSONResponse:
-    who.require_ingest(tenant)
+    hub.access.authorize_write(who, tenant)
     parser = _PARSERS[protocol]
 
     def parse(raw: bytes, now: datetime) -> tuple[list[ObisMessage], list[ObisRejection]]:

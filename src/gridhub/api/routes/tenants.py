@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,7 @@ from gridhub.api.schemas import (
     TokenCreated,
     TokenPublic,
 )
+from gridhub.domain.access import check_name
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.errors import InvalidRequest
 
@@ -39,7 +41,15 @@ def _tenant(t: Tenant) -> TenantPublic:
 
 def _token(t: TokenRecord) -> TokenPublic:
     return TokenPublic(
-        id=t.id, tenant=t.tenant, role=t.role, name=t.name, created=t.created, revoked=t.revoked
+        id=t.id,
+        tenant=t.tenant,
+        role=t.role,
+        name=t.name,
+        created=t.created,
+        revoked=t.revoked,
+        stakeholder=t.stakeholder,
+        service=t.service,
+        expires=t.expires,
     )
 
 
@@ -73,7 +83,26 @@ def update_tenant(tenant: str, body: TenantUpdate, hub: HubDep, who: PrincipalDe
 def create_token(tenant: str, body: TokenCreate, hub: HubDep, who: PrincipalDep) -> TokenCreated:
     who.require_admin(tenant)
     hub.registry.tenant(tenant)
-    record, secret = hub.tokens.create(tenant, body.role, body.name)
+    role = body.role or "admin"
+    if body.stakeholder is not None:
+        stakeholder = hub.access.directory.stakeholder(tenant, body.stakeholder)
+        if stakeholder.disabled:
+            raise InvalidRequest(f"stakeholder {stakeholder.id!r} is disabled")
+        if body.role is not None and body.role != stakeholder.kind.value:
+            raise InvalidRequest(
+                f"a token of {stakeholder.id!r} has its kind {stakeholder.kind.value!r} as role"
+            )
+        role = stakeholder.kind.value
+    if body.service is not None:
+        check_name("service", body.service)
+    record, secret = hub.tokens.create(
+        tenant,
+        role,
+        body.name,
+        stakeholder=body.stakeholder,
+        service=body.service,
+        expires=body.expires,
+    )
     return TokenCreated(**_token(record).model_dump(), token=secret)
 
 
@@ -112,6 +141,14 @@ def register_identifier(
 @router.get("/{tenant}/sites", summary="Sites (households) with their grouping attributes")
 def list_sites(tenant: str, hub: HubDep, who: PrincipalDep) -> list[SiteBody]:
     who.require_tenant(tenant)
+    # a stakeholder sees the sites of the devices it may read now (access/enforce.py)
+    seen = {
+        d.site
+        for d in hub.access.visible_devices(
+            who, tenant, hub.registry.devices(tenant), datetime.now(UTC)
+        )
+    }
+    admin = who.role == "admin"
     return [
         SiteBody(
             id=s.id,
@@ -123,6 +160,7 @@ def list_sites(tenant: str, hub: HubDep, who: PrincipalDep) -> list[SiteBody]:
             has_pv=s.has_pv,
         )
         for s in hub.registry.sites(tenant)
+        if admin or s.id in seen
     ]
 
 
@@ -146,14 +184,19 @@ def register_site(tenant: str, body: SiteBody, hub: HubDep, who: PrincipalDep) -
     return body
 
 
-@router.get("/{tenant}/devices", summary="Devices, optionally of one site")
+@router.get(
+    "/{tenant}/devices",
+    summary="Devices, optionally of one site (a stakeholder sees those it may read now)",
+)
 def list_devices(
     tenant: str, hub: HubDep, who: PrincipalDep, site: str | None = None
 ) -> list[DeviceBody]:
     who.require_tenant(tenant)
     return [
         DeviceBody(hardware_id=d.hardware_id, device_type=d.device_type, site=d.site, name=d.name)
-        for d in hub.registry.devices(tenant, site)
+        for d in hub.access.visible_devices(
+            who, tenant, hub.registry.devices(tenant, site), datetime.now(UTC)
+        )
     ]
 
 
