@@ -12,6 +12,9 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from gridhub.access.directory import Kind
+from gridhub.cli.demo import researcher_token
+from gridhub.domain.registry import Device, Site
 from gridhub.hub import Hub
 from helpers import Api, seed_tenant
 
@@ -141,9 +144,12 @@ def two_tenants(hub: Hub, api: Api) -> dict[str, httpx.Client]:
         )
     clients = {
         role: api.client(hub.tokens.create("linear", role, "t")[1])
-        for role in ("researcher", "customer", "admin")
+        for role in ("customer", "admin")
     }
-    clients["other"] = api.client(hub.tokens.create("other", "researcher", "t")[1])
+    # a researcher reads what an owner policy grants: here everything (docs/access.md)
+    clients["researcher"] = api.client(researcher_token(hub, "linear", "t"))
+    clients["other"] = api.client(researcher_token(hub, "other", "t"))
+    clients["ungranted"] = api.client(hub.tokens.create("linear", "researcher", "t")[1])
     return clients
 
 
@@ -171,6 +177,37 @@ def test_sql_reads_only_the_callers_tenant(two_tenants: dict[str, httpx.Client])
 def test_sql_is_for_researchers_and_admins(two_tenants: dict[str, httpx.Client]) -> None:
     response = sql(two_tenants["customer"], "SELECT 1")
     assert response.status_code == 403
+
+
+def test_reports_follow_owner_policies(hub: Hub, two_tenants: dict[str, httpx.Client]) -> None:
+    """A researcher no owner policy grants anything sees no data in any report, and may not
+    use the SQL console (it reads tables directly); a customer sees its own household only."""
+    ungranted = two_tenants["ungranted"]
+    assert sql(ungranted, "SELECT 1").status_code == 403
+    day = {"day": "2026-06-04"}
+    assert ungranted.get(f"{R}/household/hh001", params=day).status_code == 403
+    assert ungranted.get(f"{R}/completeness/hh001-meter/missing", params=day).status_code == 403
+    span = {"from": "2026-06-04", "to": "2026-06-04"}
+    assert ungranted.get(f"{R}/completeness", params=span).json()["devices"] == []
+    by_type = ungranted.get(f"{R}/aggregates", params=span).json()["by_appliance"]
+    assert all(row["consumed_kwh"] == 0 and row["devices"] == 0 for row in by_type)
+    assert two_tenants["researcher"].get(f"{R}/household/hh001", params=day).status_code == 200
+    # the household's own customer token reads its site, not a neighbour's
+    hub.registry.register_sites([Site("linear", "hh002")])
+    hub.registry.register_devices([Device("linear", "hh002-meter", "smart-meter", "hh002")])
+    owner = hub.access.directory.create_stakeholder("linear", "c1", Kind.CUSTOMER, site="hh001")
+    customer = two_tenants["admin"].__class__(
+        base_url=ungranted.base_url,
+        headers={
+            "Authorization": "Bearer "
+            + hub.tokens.create("linear", "customer", "c", stakeholder=owner.id)[1]
+        },
+    )
+    with customer:
+        assert customer.get(f"{R}/household/hh001", params=day).status_code == 200
+        assert customer.get(f"{R}/household/hh002", params=day).status_code == 403
+        listed = customer.get(f"{R}/completeness", params=span).json()["devices"]
+        assert {d["device"] for d in listed} == {"hh001-meter"}
 
 
 ESCAPES = [

@@ -19,10 +19,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gridhub.access.scope import ReadScope, inside
 from gridhub.domain.registry import Device, Site
 from gridhub.domain.timeutil import day_bounds
 from gridhub.domain.validation import from_us, to_us
-from gridhub.errors import InvalidRequest, NotFound
+from gridhub.errors import Forbidden, InvalidRequest, NotFound
 from gridhub.ingest.metrics import IngestMetrics
 from gridhub.services.report_types import (
     AggregateRow,
@@ -123,7 +124,14 @@ class ReportService:
 
     # -- R1: a household's day or week -----------------------------------------------------------
 
-    def household(self, tenant: str, site_id: str, day: date, days: int = 1) -> HouseholdView:
+    def household(
+        self,
+        tenant: str,
+        site_id: str,
+        day: date,
+        days: int = 1,
+        scope: ReadScope | None = None,
+    ) -> HouseholdView:
         if not 1 <= days <= 31:
             raise InvalidRequest("days must be 1..31")
         _checked(day)
@@ -139,7 +147,7 @@ class ReportService:
                 [POWER, INJECTED] if device.device_type == "smart-meter" else [POWER]
             )
         ]
-        series = self._aligned_many(tenant, wanted, start, end, grid)
+        series = self._aligned_many(tenant, wanted, start, end, grid, scope)
         return HouseholdView(
             tenant=tenant,
             site=site,
@@ -157,8 +165,22 @@ class ReportService:
         start: datetime,
         end: datetime,
         grid: list[int],
+        scope: ReadScope | None = None,
     ) -> list[DeviceSeries]:
-        """Several series on the quarter-hour grid from one store read (the day view's path)."""
+        """Several series on the quarter-hour grid from one store read (the day view's path).
+
+        With a ``scope``, a series the caller may not read is left out, and a quarter-hour is
+        shown only if it lies wholly inside what the caller may read (403 if nothing is left).
+        """
+        windows: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
+        if scope is not None and wanted:
+            for device, identifier in wanted:
+                windows[(device.hardware_id, identifier)] = scope.windows(
+                    device.hardware_id, identifier, start, end
+                )
+            wanted = [(d, i) for d, i in wanted if windows[(d.hardware_id, i)]]
+            if not wanted:
+                raise Forbidden("no read access to these devices' series in that time range")
         known = self._registry.identifiers(tenant)
         means = self._reports.quarter_hour_means(
             tenant,
@@ -171,6 +193,13 @@ class ReportService:
         for device, identifier in wanted:
             entry = known.get(identifier)
             by_slot = means.get((device.hardware_id, identifier), {})
+            if scope is not None:
+                allowed = windows[(device.hardware_id, identifier)]
+                by_slot = {
+                    t: v
+                    for t, v in by_slot.items()
+                    if inside(allowed, from_us(t), from_us(t + 900_000_000))
+                }
             out.append(
                 DeviceSeries(
                     device.hardware_id,
@@ -184,7 +213,9 @@ class ReportService:
 
     # -- R2: device state timelines --------------------------------------------------------------
 
-    def timelines(self, tenant: str, site_id: str, day: date) -> Timelines:
+    def timelines(
+        self, tenant: str, site_id: str, day: date, scope: ReadScope | None = None
+    ) -> Timelines:
         _checked(day)
         site = self._registry.site(tenant, site_id)
         zone = self._registry.tenant(tenant).zone
@@ -195,11 +226,12 @@ class ReportService:
             (d, i) for d in devices if d.device_type == "boiler" for i in (SOC, TEMPERATURE)
         ]
         plugs = [(d, POWER) for d in devices if d.device_type == "smart-plug"]
-        found = self._aligned_many(tenant, boiler_ids + plugs, start, end, grid)
-        boilers = found[: len(boiler_ids)]
+        found = self._aligned_many(tenant, boiler_ids + plugs, start, end, grid, scope)
+        boilers = [s for s in found if s.identifier != POWER]
         whitegoods = [
             Whitegood(s.device, s.appliance, _runs(grid, s.values, zone.key))
-            for s in found[len(boiler_ids) :]
+            for s in found
+            if s.identifier == POWER
         ]
         return Timelines(
             tenant=tenant,
@@ -214,8 +246,17 @@ class ReportService:
 
     # -- R3: aggregates --------------------------------------------------------------------------
 
-    def aggregates(self, tenant: str, first: date | None, last: date | None) -> Aggregates:
-        """Energy over local days ``first..last`` (default: the last 7 days, today included)."""
+    def aggregates(
+        self,
+        tenant: str,
+        first: date | None,
+        last: date | None,
+        scope: ReadScope | None = None,
+    ) -> Aggregates:
+        """Energy over local days ``first..last`` (default: the last 7 days, today included).
+
+        With a ``scope``, a device counts only if the caller may read it over the whole range.
+        """
         days = self.days(tenant, first, last, 7)
         zone = self._registry.tenant(tenant).zone
         start, _ = day_bounds(days[0], zone)
@@ -226,6 +267,13 @@ class ReportService:
         energy: dict[tuple[str, str], float] = {}
         for sums in self._reports.sums(tenant, (POWER, INJECTED), start, end):
             energy[(sums.device, sums.identifier)] = sums.total * factor[sums.identifier]
+        if scope is not None:
+            devices = {hw: d for hw, d in devices.items() if scope.sees(hw, start, end)}
+            energy = {
+                key: kwh
+                for key, kwh in energy.items()
+                if key[0] in devices and scope.covers(key[0], key[1], start, end)
+            }
         by_type: dict[str, AggregateRow] = {}
         for hw, device in devices.items():
             key = appliance_of(device)
@@ -272,6 +320,7 @@ class ReportService:
         last: date | None,
         threshold: float = 0.9,
         site: str | None = None,
+        scope: ReadScope | None = None,
     ) -> Completeness:
         if not 0 <= threshold <= 1:
             raise InvalidRequest("threshold must be 0..1")
@@ -282,6 +331,8 @@ class ReportService:
         index = {d: i for i, d in enumerate(days)}
         by_interval: dict[int, list[Device]] = {}
         for device in self._registry.devices(tenant, site):
+            if scope is not None and not scope.sees(device.hardware_id, start, end):
+                continue  # only the devices the caller may read something of
             interval = self._interval(tenant, device)
             if interval is not None:  # a device with no regular series is expected to send none
                 by_interval.setdefault(interval, []).append(device)
@@ -324,13 +375,17 @@ class ReportService:
             expected_total=sum(sum(d.expected) for d in devices),
         )
 
-    def missing(self, tenant: str, device_id: str, day: date) -> Missing:
+    def missing(
+        self, tenant: str, device_id: str, day: date, scope: ReadScope | None = None
+    ) -> Missing:
         device = self._registry.device(tenant, device_id)
         if device is None:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
         self.days(tenant, day, day, 1)
         zone = self._registry.tenant(tenant).zone
         start, end = day_bounds(day, zone)
+        if scope is not None and not scope.sees(device_id, start, end):
+            raise Forbidden(f"no read access to device {device_id!r} on {day}")
         interval = self._interval(tenant, device)
         expected = self._slots(tenant, day, interval) if interval is not None else []
         present = (
@@ -359,7 +414,9 @@ class ReportService:
 
     # -- fleet overview --------------------------------------------------------------------------
 
-    def overview(self, tenant: str, installation_admin: bool = False) -> FleetOverview:
+    def overview(
+        self, tenant: str, installation_admin: bool = False, scope: ReadScope | None = None
+    ) -> FleetOverview:
         zone = self._registry.tenant(tenant).zone
         sites = self._registry.sites(tenant)
         groups = {
@@ -368,7 +425,10 @@ class ReportService:
             )
             for attribute in GROUP_ATTRIBUTES
         }
-        alerts = self._store.alerts(AlertQuery(tenant, limit=20))
+        alerts = self._store.alerts(AlertQuery(tenant, limit=200))
+        if scope is not None:
+            alerts = scope.alerts(alerts)
+        alerts = alerts[:20]
         now = datetime.now(UTC)
         recent = self._reports.readings_since(tenant, now - timedelta(seconds=INGEST_WINDOW_S))
         pipeline = None

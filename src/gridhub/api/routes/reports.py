@@ -15,8 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from gridhub.access.scope import ReadScope
+from gridhub.access.tokens import Principal
 from gridhub.api.deps import HubDep, PrincipalDep
-from gridhub.errors import InvalidRequest, NotFound
+from gridhub.errors import Forbidden, InvalidRequest, NotFound
 from gridhub.hub import Hub
 from gridhub.services.export import ExportFormat, encode, table_of
 from gridhub.services.report_types import (
@@ -51,8 +53,9 @@ def whoami(who: PrincipalDep) -> WhoAmI:
 
 @router.get("/tenants/{tenant}/reports/overview", summary="Fleet overview")
 def overview(tenant: str, hub: HubDep, who: PrincipalDep) -> FleetOverview:
-    who.require_tenant(tenant)
-    return hub.reports.overview(tenant, installation_admin=who.is_installation_admin)
+    return hub.reports.overview(
+        tenant, installation_admin=who.is_installation_admin, scope=_scope(hub, who, tenant)
+    )
 
 
 @router.get(
@@ -67,8 +70,7 @@ def household(
     day: date,
     days: Annotated[int, Query(ge=1, le=31)] = 1,
 ) -> HouseholdView:
-    who.require_tenant(tenant)
-    return hub.reports.household(tenant, site, day, days)
+    return hub.reports.household(tenant, site, day, days, scope=_scope(hub, who, tenant))
 
 
 @router.get(
@@ -76,8 +78,7 @@ def household(
     summary="Boiler state of charge and temperature, whitegood runs (R2)",
 )
 def timelines(tenant: str, site: str, hub: HubDep, who: PrincipalDep, day: date) -> Timelines:
-    who.require_tenant(tenant)
-    return hub.reports.timelines(tenant, site, day)
+    return hub.reports.timelines(tenant, site, day, scope=_scope(hub, who, tenant))
 
 
 @router.get(
@@ -87,8 +88,7 @@ def timelines(tenant: str, site: str, hub: HubDep, who: PrincipalDep, day: date)
 def aggregates(
     tenant: str, hub: HubDep, who: PrincipalDep, start: FromDay = None, end: ToDay = None
 ) -> Aggregates:
-    who.require_tenant(tenant)
-    return hub.reports.aggregates(tenant, start, end)
+    return hub.reports.aggregates(tenant, start, end, scope=_scope(hub, who, tenant))
 
 
 @router.get(
@@ -104,8 +104,8 @@ def completeness(
     threshold: Annotated[float, Query(ge=0, le=1)] = 0.9,
     site: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Completeness:
-    who.require_tenant(tenant)
-    return hub.reports.completeness(tenant, start, end, threshold, site)
+    scope = _scope(hub, who, tenant)
+    return hub.reports.completeness(tenant, start, end, threshold, site, scope=scope)
 
 
 @router.get(
@@ -113,8 +113,7 @@ def completeness(
     summary="The quarter-hours of a device's day with no reading",
 )
 def missing(tenant: str, device: str, hub: HubDep, who: PrincipalDep, day: date) -> Missing:
-    who.require_tenant(tenant)
-    return hub.reports.missing(tenant, device, day)
+    return hub.reports.missing(tenant, device, day, scope=_scope(hub, who, tenant))
 
 
 class SqlRequest(BaseModel):
@@ -146,6 +145,12 @@ def sql(
     who: PrincipalDep,
     format: ExportFormat | None = None,
 ) -> Any:
+    scope = _scope(hub, who, tenant)
+    if not scope.reads_everything(hub.registry.devices(tenant)):
+        raise Forbidden(
+            "the SQL console reads the tenant's tables directly: it needs read access to every "
+            "series of the tenant (an owner policy on '*', docs/access.md)"
+        )
     result = hub.sql.run(who, tenant, body.sql, limit=body.limit, timeout_s=body.timeout_s)
     if format is not None:
         return _download(result, format, f"{tenant}-sql")
@@ -178,19 +183,19 @@ def _need(value: Any, name: str) -> Any:
     return value
 
 
-_VIEWS: dict[str, Callable[[Hub, str, _Params], object]] = {
-    "household": lambda hub, t, p: hub.reports.household(
-        t, _need(p.site, "site"), _need(p.day, "day"), p.days
+_VIEWS: dict[str, Callable[[Hub, ReadScope, _Params], object]] = {
+    "household": lambda hub, sc, p: hub.reports.household(
+        sc.tenant, _need(p.site, "site"), _need(p.day, "day"), p.days, scope=sc
     ),
-    "timelines": lambda hub, t, p: hub.reports.timelines(
-        t, _need(p.site, "site"), _need(p.day, "day")
+    "timelines": lambda hub, sc, p: hub.reports.timelines(
+        sc.tenant, _need(p.site, "site"), _need(p.day, "day"), scope=sc
     ),
-    "aggregates": lambda hub, t, p: hub.reports.aggregates(t, p.start, p.end),
-    "completeness": lambda hub, t, p: hub.reports.completeness(
-        t, p.start, p.end, p.threshold, p.site
+    "aggregates": lambda hub, sc, p: hub.reports.aggregates(sc.tenant, p.start, p.end, scope=sc),
+    "completeness": lambda hub, sc, p: hub.reports.completeness(
+        sc.tenant, p.start, p.end, p.threshold, p.site, scope=sc
     ),
-    "missing": lambda hub, t, p: hub.reports.missing(
-        t, _need(p.device, "device"), _need(p.day, "day")
+    "missing": lambda hub, sc, p: hub.reports.missing(
+        sc.tenant, _need(p.device, "device"), _need(p.day, "day"), scope=sc
     ),
 }
 
@@ -214,13 +219,18 @@ def export(
     end: ToDay = None,
     threshold: Annotated[float, Query(ge=0, le=1)] = 0.9,
 ) -> Response:
-    who.require_tenant(tenant)
+    scope = _scope(hub, who, tenant)
     make = _VIEWS.get(view)
     if make is None:
         raise NotFound(f"no view {view[:64]!r}; one of {', '.join(_VIEWS)}")
-    data = make(hub, tenant, _Params(site, device, day, days, start, end, threshold))
+    data = make(hub, scope, _Params(site, device, day, days, start, end, threshold))
     name = "-".join(str(x) for x in (tenant, view, site or device, day or start) if x)
     return _download(data, format, name)
+
+
+def _scope(hub: Hub, who: Principal, tenant: str) -> ReadScope:
+    """The caller's read scope in the tenant, from the one enforcement point (docs/access.md)."""
+    return ReadScope(hub.access, who, tenant)
 
 
 def _download(data: object, fmt: ExportFormat, name: str) -> Response:
