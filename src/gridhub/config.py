@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     )
     mqtt_username: str | None = Field(None, description="the hub's user on an external broker")
     mqtt_password: str | None = Field(None, description="its password", repr=False)
+    mqtt_out_username: str | None = Field(
+        None, description="the command publisher's own user on an external broker"
+    )
+    mqtt_out_password: str | None = Field(None, description="its password", repr=False)
     mqtt_ca_file: Path | None = Field(None, description="CA to trust for an mqtts:// broker")
     mqtt_listen_host: str = Field("127.0.0.1", description="embedded broker's address")
     mqtt_listen_port: int = Field(0, ge=0, le=65535, description="embedded broker; 0: free")
@@ -97,6 +101,25 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key go together")
         if (self.mqtt_username is None) != (self.mqtt_password is None):
             raise ValueError("mqtt_username and mqtt_password go together")
+        if (self.mqtt_out_username is None) != (self.mqtt_out_password is None):
+            raise ValueError("mqtt_out_username and mqtt_out_password go together")
+        if self.mqtt_username is not None and self.mqtt_out_username is None:
+            # the broker configuration gridhub writes takes usernames as client ids: two
+            # connections under one user would throw each other off (and the persistent
+            # ingest session with them)
+            raise ValueError(
+                "with mqtt_username, set mqtt_out_username/mqtt_out_password too: the command "
+                "publisher needs its own broker user (gridhub mqtt credentials --hub-user NAME)"
+            )
+        if (
+            self.mqtt_url is None
+            and not self.mqtt_auth
+            and self.mqtt_listen_host not in ("127.0.0.1", "::1", "localhost")
+        ):
+            raise ValueError(
+                f"the embedded broker would listen on {self.mqtt_listen_host} without passwords: "
+                "anyone could publish commands or read everything; set mqtt_auth = true"
+            )
         return self
 
     @property

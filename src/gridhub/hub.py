@@ -22,7 +22,7 @@ from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, Mosqui
 from gridhub.ingest.meter_reader import MeterReader
 from gridhub.ingest.mqtt_source import MqttSource
 from gridhub.ingest.pipeline import Pipeline, Receipt
-from gridhub.ingest.validate import Envelope, Limits
+from gridhub.ingest.validate import GRID_SOURCE, Envelope, Limits
 from gridhub.outbound.mqtt_publisher import MqttPublisher
 from gridhub.services.commands import CommandService, command_config
 from gridhub.services.devices import DeviceTypes, MqttCredentials
@@ -94,7 +94,7 @@ class Hub:
         url = s.mqtt_url
         mqtt5 = s.mqtt_protocol == "5"
         username, password = s.mqtt_username, s.mqtt_password
-        out_user, out_password = username, password  # the command publisher's login
+        out_user, out_password = s.mqtt_out_username, s.mqtt_out_password  # the publisher's
         if url is None:
             auth = tls = None
             if s.mqtt_auth:  # the hub's own users for this run (ingest, commands), then the files
@@ -182,7 +182,7 @@ def build_hub(settings: Settings) -> Hub:
         """Grid service results in through the pipeline, like any device's messages."""
         received = time.time_ns() // 1000
         pipeline.submit(
-            [Envelope("grid", raw, tenant, received) for raw in messages],
+            [Envelope(GRID_SOURCE, raw, tenant, received) for raw in messages],
             _log_refused,
             timeout=None,
         )

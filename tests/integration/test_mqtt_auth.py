@@ -261,6 +261,8 @@ def test_hub_ingests_from_an_external_broker_over_mqtts_with_its_own_user(
     seed_tenant(first, TENANT, devices=("meter-a",))
     _user, device_password = first.mqtt_credentials.issue(TENANT, "meter-a")
     hub_user, hub_password = first.mqtt_credentials.issue_hub()
+    # the command publisher has a user of its own: the broker takes usernames as client ids
+    out_user, out_password = first.mqtt_credentials.issue_hub("gridhub-out")
     files = first.mqtt_credentials.write_files(tmp_path / "broker")
     first.stop()
 
@@ -274,6 +276,8 @@ def test_hub_ingests_from_an_external_broker_over_mqtts_with_its_own_user(
             mqtt_ca_file=certs.ca_cert,
             mqtt_username=hub_user,
             mqtt_password=hub_password,
+            mqtt_out_username=out_user,
+            mqtt_out_password=out_password,
         )
         hub = build_hub(settings)
         hub.start(mqtt=True)
@@ -283,5 +287,8 @@ def test_hub_ingests_from_an_external_broker_over_mqtts_with_its_own_user(
             device.publish(f"gridhub/{TENANT}/meter-a/events", payload("meter-a", 3.5, 30))
             device.close()
             wait_for(lambda: stored(hub, "meter-a") == [3.5], what="the reading via mqtts")
+            # both hub connections stayed up: neither threw the other off the broker
+            assert hub.publisher is not None and hub.publisher.connected.is_set()
+            assert hub.mqtt is not None and hub.mqtt._generation == 1
         finally:
             hub.stop()

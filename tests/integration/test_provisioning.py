@@ -121,9 +121,14 @@ def test_cli_writes_files_an_external_mosquitto_enforces(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     passwords = dict(re.findall(r"(\S+)\s+password \(shown once\): (\S+)", result.stdout))
-    assert set(passwords) == {"linear/hh001-meter", "linear/hh002-meter", "gridhub-hub"}
+    assert set(passwords) == {
+        "linear/hh001-meter",
+        "linear/hh002-meter",
+        "gridhub-hub",
+        "gridhub-hub-out",  # the command publisher's own user
+    }
     assert "systemctl reload mosquitto" in result.stdout and "kill -HUP" in result.stdout
-    assert "wrote" in result.stdout and "(3 users)" in result.stdout
+    assert "wrote" in result.stdout and "(4 users)" in result.stdout
 
     auth = MosquittoAuth(out / "mosquitto.passwd", out / "mosquitto.acl")
     with EmbeddedBroker(prefer="mosquitto", auth=auth) as broker:

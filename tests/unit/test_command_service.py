@@ -61,11 +61,31 @@ def world() -> tuple[CommandService, Transport, Clock, OutboundStore]:
 
 def ack(device: str, invocation: str, response: str = "ok") -> Prepared:
     record = AckRecord("t", device, 0, invocation, response, 0)
-    return Prepared(Envelope("mqtt", b"", "t", 0), "t", device, ack=record)
+    # as the MQTT source labels it: only an ack from the device's own topic counts
+    return Prepared(
+        Envelope(f"mqtt:gridhub/t/{device}/events", b"", "t", 0), "t", device, ack=record
+    )
+
+
+def test_an_ack_sent_over_http_changes_nothing(world: tuple) -> None:
+    """Any device token of the tenant may POST events: an ack there could answer for another
+    device, so only one from the device's own MQTT topic counts."""
+    service, _transport, _clock, store = world
+    inv, _ = service.invoke(WHO, "t", "p1", "on", {})
+    service.tick()
+    record = AckRecord("t", "p1", 0, inv.id, "ok", 0)
+    service.observe([Prepared(Envelope("http", b"", "t", 0), "t", "p1", ack=record)])
+    service.tick()
+    assert service.get("t", inv.id).status is Status.SENT
+    service.observe([ack("p1", inv.id)])
+    service.tick()
+    assert store.get("t", inv.id).status is Status.ACKNOWLEDGED  # type: ignore[union-attr]
 
 
 def seen(device: str) -> Prepared:
-    return Prepared(Envelope("mqtt", b"", "t", 0), "t", device, readings=[])
+    return Prepared(
+        Envelope(f"mqtt:gridhub/t/{device}/events", b"", "t", 0), "t", device, readings=[]
+    )
 
 
 def test_retry_schedule_then_expiry(world: tuple) -> None:

@@ -67,7 +67,10 @@ def credentials(
         list[str] | None, typer.Option(help="<tenant>/<hardwareId> to give a new password")
     ] = None,
     hub_user: Annotated[
-        bool, typer.Option("--hub-user", help="create or rotate the hub subscriber's user")
+        bool,
+        typer.Option(
+            "--hub-user", help="create or rotate the hub's two users (ingest, command publisher)"
+        ),
     ] = False,
     url: UrlOpt = "http://127.0.0.1:8480",
     token: TokenOpt = "",
@@ -92,12 +95,18 @@ def credentials(
             err_console.print(f"[red]{device}:[/red] {issued}")
             raise typer.Exit(1)
         console.print(f"{issued['username']}  password (shown once): {issued['password']}")
-    if hub_user:
-        issued = api_call("POST", f"{base}/api/v1/mqtt/hub-credential", token, **verify)
-        console.print(
-            f"hub user {issued['username']}  password (shown once): {issued['password']}\n"
-            "  set mqtt_username / mqtt_password (GRIDHUB_MQTT_USERNAME / _PASSWORD) to use it"
-        )
+    if hub_user:  # two users: the broker takes usernames as client ids
+        for role, keys in (
+            ("ingest", "mqtt_username / mqtt_password"),
+            ("publisher", "mqtt_out_username / mqtt_out_password"),
+        ):
+            issued = api_call(
+                "POST", f"{base}/api/v1/mqtt/hub-credential", token, params={"role": role}, **verify
+            )
+            console.print(
+                f"hub {role} user {issued['username']}  password (shown once): "
+                f"{issued['password']}\n  set {keys} to use it"
+            )
     files = api_call("GET", f"{base}/api/v1/mqtt/auth-files", token, **verify)
     out.mkdir(parents=True, exist_ok=True)
     passwd, acl = out / "mosquitto.passwd", out / "mosquitto.acl"

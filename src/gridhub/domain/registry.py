@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from gridhub.domain.validation import ID_PATTERN
 from gridhub.errors import InvalidRequest
 
+#: hardwareIds of the virtual devices that carry a topology node's grid service results
+GRID_DEVICE_PREFIX = "grid:"
 _SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_SITE_ID_LENGTH = 128
 

@@ -26,3 +26,4 @@ class RejectReason(StrEnum):
     STORE_REJECTED = "store_rejected"  # valid, but the store refused to hold it
     BAD_CHECKSUM = "bad_checksum"  # a meter telegram whose CRC (DSMR) or BCC (IEC 62056-21) fails
     MALFORMED_TELEGRAM = "malformed_telegram"  # a meter telegram line or frame we cannot read
+    RESERVED_DEVICE = "reserved_device"  # grid:<node> ids belong to the grid services' results

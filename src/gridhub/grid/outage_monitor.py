@@ -41,7 +41,7 @@ from gridhub.domain.alert_types import (
     OUTAGE_RELOCATED,
     OUTAGE_STARTED,
 )
-from gridhub.domain.registry import Device
+from gridhub.domain.registry import GRID_DEVICE_PREFIX, Device
 from gridhub.domain.topology import Topology
 from gridhub.domain.validation import from_us
 from gridhub.errors import NotFound
@@ -80,6 +80,7 @@ REPLAY = timedelta(hours=24)
 REFRESH_S = 10.0  # how often a tenant's topology and meters are checked for changes
 TICK_S = 30.0  # gasps age out of the detection window even when no signal arrives
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUTAGE_TYPES = frozenset({OUTAGE_STARTED, OUTAGE_RELOCATED, OUTAGE_ENDED})
 
 WriteBack = Callable[[str, list[bytes]], None]  # tenant, canonical messages
@@ -87,7 +88,7 @@ WriteBack = Callable[[str, list[bytes]], None]  # tenant, canonical messages
 
 def grid_device(node: str) -> str:
     """The virtual device whose alerts and series are a topology node's (``grid:<node>``)."""
-    return f"grid:{node}"
+    return f"{GRID_DEVICE_PREFIX}{node}"
 
 
 def outage_alert(event: OutageEvent, sequence: int = 0) -> tuple[str, bytes]:
@@ -195,13 +196,19 @@ class OutageMonitor:
             if tenant is None or device is None:
                 continue
             if item.alert is not None:
-                signal = signal_from_alert(device, item.alert.type, from_us(item.alert.ts))
+                # a meter's clock may run ahead (up to a day is accepted): the detector's clock
+                # must not, or one fast meter would age every other gasp out of the window
+                at = from_us(min(item.alert.ts, item.alert.received))
+                signal = signal_from_alert(device, item.alert.type, at)
                 if signal is not None:
                     signals.setdefault(tenant, []).append(signal)
             elif item.readings:
                 dark = self._dark.get(tenant)
                 if dark and device in dark:  # a reading proves the meter has power again
-                    newest = max(ts for _identifier, ts, _value in item.readings)
+                    newest = min(
+                        max(ts for _identifier, ts, _value in item.readings),
+                        item.envelope.received_us,
+                    )
                     signal = MeterSignal(device, from_us(newest), SignalKind.READING)
                     signals.setdefault(tenant, []).append(signal)
         for tenant, found in signals.items():
@@ -298,25 +305,26 @@ class OutageMonitor:
 
     def _replay(self, tenant: str, state: _TenantState) -> None:
         """Rebuild the detector's memory from the stored signals of the last ``REPLAY``; write
-        only the events after the newest outage alert already stored (those of signals that
-        arrived just before a crash), not again the ones written before the restart."""
+        only the events of each node after its newest outage alert already stored — those of
+        signals that arrived just before a crash — not again the ones written before."""
         signals = []
-        written: datetime | None = None
+        written: dict[str, datetime] = {}  # grid device -> its newest outage alert
         for stored in self._store.alerts(
             AlertQuery(tenant, start=datetime.now(UTC) - REPLAY, limit=1_000_000)
         ):
-            signal = signal_from_alert(stored.device, stored.type, stored.ts)
+            signal = signal_from_alert(stored.device, stored.type, min(stored.ts, stored.received))
             if signal is not None:
                 signals.append(signal)
-            elif stored.type in _OUTAGE_TYPES and (written is None or stored.ts > written):
-                written = stored.ts
+            elif stored.type in _OUTAGE_TYPES and stored.ts > written.get(stored.device, _EPOCH):
+                written[stored.device] = stored.ts
         if not signals:
             return
         events: list[OutageEvent] = []
         for signal in sorted(signals, key=lambda s: s.at):
             events.extend(state.detector.feed(signal))
         log.info("tenant %s: outage detector replayed %d signals", tenant, len(signals))
-        self._publish(tenant, state, [e for e in events if written is None or _at(e) > written])
+        fresh = [e for e in events if _at(e) > written.get(grid_device(e.outage.node), _EPOCH)]
+        self._publish(tenant, state, fresh)
 
 
 def _at(event: OutageEvent) -> datetime:

@@ -54,20 +54,19 @@ class TopologyService:
     def get(self, tenant: str) -> Topology:
         """The tenant's topology; :class:`NotFound` if it has none yet."""
         self._registry.tenant(tenant)
-        with self._lock:
+        with self._lock:  # held while loading: a concurrent upload cannot be overwritten
             cached = self._cache.get(tenant)
-        if cached is not None:
-            return cached
-        document = self._catalog.topology_document(tenant)
-        if document is None:
-            raise NotFound(
-                f"tenant {tenant!r} has no topology yet: PUT a JSON document or import a "
-                "reference network (gridhub topology import)"
-            )
-        topology = topology_from_json(document)
-        with self._lock:
+            if cached is not None:
+                return cached
+            document = self._catalog.topology_document(tenant)
+            if document is None:
+                raise NotFound(
+                    f"tenant {tenant!r} has no topology yet: PUT a JSON document or import a "
+                    "reference network (gridhub topology import)"
+                )
+            topology = topology_from_json(document)
             self._cache[tenant] = topology
-        return topology
+            return topology
 
     def document(self, tenant: str) -> dict[str, Any]:
         return topology_to_json(self.get(tenant))
@@ -102,8 +101,8 @@ class TopologyService:
         if not topology.nodes:
             raise InvalidRequest("a topology needs at least one node")
         document = json.dumps(topology_to_json(topology), separators=(",", ":"))
-        self._catalog.put_topology_document(tenant, topology.name, document)
         with self._lock:
+            self._catalog.put_topology_document(tenant, topology.name, document)
             self._cache[tenant] = topology
         return self.summary(tenant, topology)
 

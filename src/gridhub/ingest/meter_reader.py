@@ -31,7 +31,7 @@ from gridhub.domain.validation import check_hardware_id
 from gridhub.errors import ConfigError, GridhubError, InvalidRequest, RejectedMessage
 from gridhub.gateway.framing import Frame, make_framer
 from gridhub.gateway.sources import ModeCPoller, Source, check_source, open_source
-from gridhub.ingest.pipeline import Pipeline
+from gridhub.ingest.pipeline import Pipeline, Receipt
 from gridhub.ingest.validate import Envelope
 from gridhub.storage.registry import Registry
 
@@ -47,7 +47,7 @@ _MAX_BACKOFF_S = 60.0
 class MeterReaderCounters:
     """What one reader did; read by tests and the status log."""
 
-    __slots__ = ("messages", "opens", "rejected", "source_failures", "telegrams")
+    __slots__ = ("lost", "messages", "opens", "rejected", "source_failures", "telegrams")
 
     def __init__(self) -> None:
         self.telegrams = 0
@@ -55,6 +55,7 @@ class MeterReaderCounters:
         self.rejected = 0
         self.opens = 0
         self.source_failures = 0
+        self.lost = 0  # messages whose store write failed (a live port cannot resend them)
 
 
 class MeterReader:
@@ -170,9 +171,15 @@ class MeterReader:
         if not envelopes:
             return
         try:
-            self._pipeline.submit(envelopes, lambda _receipt: None, timeout=None)
+            self._pipeline.submit(envelopes, self._confirmed, timeout=None)
         except GridhubError as exc:  # shutting down
             log.warning("%d messages from %s not queued: %s", len(envelopes), port, exc)
+
+    def _confirmed(self, receipt: Receipt) -> None:
+        """A meter port has no sender to tell: a write that failed is logged and counted."""
+        if receipt.error is not None:
+            self.counters.lost += len(receipt.rejected) + receipt.accepted
+            log.error("telegrams from %s not stored: %s", self.config.url, receipt.error)
 
     def _parse(self, raw: bytes, where: str, received_us: int) -> list[Envelope]:
         cfg, tenant = self.config, self.config.tenant

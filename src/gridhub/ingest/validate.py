@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import msgspec
 
 from gridhub.domain.messages import DeviceAlert, DeviceMeasurements, decode
-from gridhub.domain.registry import UnknownDevicePolicy
+from gridhub.domain.registry import GRID_DEVICE_PREFIX, UnknownDevicePolicy
 from gridhub.domain.rejections import RejectReason
 from gridhub.domain.validation import (
     Reading,
@@ -92,6 +92,9 @@ def _reject(
     )
 
 
+GRID_SOURCE = "grid"  # the source of the grid services' write-back (hub.py)
+
+
 def prepare(env: Envelope, registry: Registry, limits: Limits) -> Prepared:
     """Validate one envelope against the registry; return storable rows or a dead letter."""
     if env.problem is not None:
@@ -116,6 +119,14 @@ def prepare(env: Envelope, registry: Registry, limits: Limits) -> Prepared:
     try:
         message = decode(env.raw)
         hardware_id = check_hardware_id(message.hardwareId)
+        if hardware_id.startswith(GRID_DEVICE_PREFIX) and env.source != GRID_SOURCE:
+            # nobody but the hub's own grid services may speak for a topology node (a forged
+            # grid:<node> alert would start or end a DSO's outage)
+            raise RejectedMessage(
+                RejectReason.RESERVED_DEVICE,
+                f"hardwareId {hardware_id[:64]!r}: '{GRID_DEVICE_PREFIX}' ids are the grid "
+                "services' own",
+            )
         if env.topic_device is not None and env.topic_device != hardware_id:
             raise RejectedMessage(
                 RejectReason.TOPIC_MISMATCH,

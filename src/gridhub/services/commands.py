@@ -54,8 +54,8 @@ RESERVED = frozenset({"setTariff", "setPowerLimit"})  # the tariff and signal se
 def authorise_outbound(who: Principal, tenant: str, action: str, subject: str) -> None:
     """The one place where sending a command, a tariff or a signal is allowed (and recorded).
 
-    For now: the tenant's admin and DSO tokens (and the installation admin). The policy
-    enforcement point and audit log (A5) hook in here.
+    The tenant's admin and DSO tokens (and the installation admin); every request is also in
+    the audit log (``access/audit.py``, action ``command``).
     """
     who.require_tenant(tenant)
     if who.role not in OUTBOUND_ROLES:
@@ -68,6 +68,14 @@ def authorise_outbound(who: Principal, tenant: str, action: str, subject: str) -
         tenant,
         subject[:200],
     )
+
+
+def authorise_outbound_read(who: Principal, tenant: str) -> None:
+    """Who may list commands and their answers: those who may send them. A command names a
+    household's device and what it was told to do; other roles read data, not orders."""
+    who.require_tenant(tenant)
+    if who.role not in OUTBOUND_ROLES:
+        raise Forbidden(f"a {who.role} token cannot read commands; use an admin or dso token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +310,9 @@ class CommandService:
                 if key not in self._by_device:
                     continue
                 self._seen[key] = now
-                if item.ack is not None:
+                # only an ack from the device's own MQTT topic counts: over HTTP any device
+                # token of the tenant could answer for another device
+                if item.ack is not None and item.envelope.source.startswith("mqtt:"):
                     ack = item.ack
                     self._events.append(
                         (ack.tenant, ack.device, ack.originating_event_id, ack.response)

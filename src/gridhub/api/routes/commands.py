@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.domain.commands import MAX_PARAMETERS, Invocation, Param, ParamType, Spec, Status
+from gridhub.services.commands import authorise_outbound_read
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["commands"])
 
@@ -174,7 +175,7 @@ def list_invocations(
     origin: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[InvocationPublic]:
-    who.require_tenant(tenant)
+    authorise_outbound_read(who, tenant)
     return [
         invocation_public(i)
         for i in hub.commands.invocations(
@@ -187,5 +188,5 @@ def list_invocations(
 def get_invocation(
     tenant: str, invocation: str, hub: HubDep, who: PrincipalDep
 ) -> InvocationPublic:
-    who.require_tenant(tenant)
+    authorise_outbound_read(who, tenant)
     return invocation_public(hub.commands.get(tenant, invocation))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
-from gridhub.access.mqtt_auth import MqttCredential
+from gridhub.access.mqtt_auth import HUB_USERNAME, MqttCredential
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.domain.device_types import DeviceType
 from gridhub.errors import NotFound
@@ -150,9 +150,16 @@ def revoke_credential(tenant: str, hardware_id: str, hub: HubDep, who: Principal
     status_code=status.HTTP_201_CREATED,
     summary="Create or rotate the hub subscriber's user on an external broker (installation admin)",
 )
-def issue_hub_credential(hub: HubDep, who: PrincipalDep) -> MqttCredentialIssued:
+def issue_hub_credential(
+    hub: HubDep,
+    who: PrincipalDep,
+    role: Annotated[Literal["ingest", "publisher"], Query()] = "ingest",
+) -> MqttCredentialIssued:
+    """``ingest``: the subscriber (``mqtt_username``); ``publisher``: the command publisher
+    (``mqtt_out_username``) — two users, since the broker takes usernames as client ids."""
     who.require_admin()
-    username, password = hub.mqtt_credentials.issue_hub()
+    name = HUB_USERNAME if role == "ingest" else f"{HUB_USERNAME}-out"
+    username, password = hub.mqtt_credentials.issue_hub(name)
     return MqttCredentialIssued(username=username, password=password)
 
 

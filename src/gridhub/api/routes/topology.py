@@ -18,6 +18,8 @@ from gridhub.grid.topology_json import MAX_DOCUMENT_BYTES
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/topology", tags=["topology"])
 GRID_EDITORS = ("admin", "dso")
+# the grid names every household's connection point: for the grid operator and research
+GRID_READERS = ("admin", "dso", "researcher")
 
 
 class TopologyImport(BaseModel):
@@ -58,6 +60,12 @@ def _summary(s: TopologySummary) -> TopologySummaryPublic:
     )
 
 
+def _require_reader(who: Principal, tenant: str) -> None:
+    who.require_tenant(tenant)
+    if who.role not in GRID_READERS:
+        raise Forbidden(f"a {who.role} token cannot read the topology")
+
+
 def _require_editor(who: Principal, tenant: str) -> None:
     who.require_tenant(tenant)
     if who.role not in GRID_EDITORS:
@@ -66,13 +74,13 @@ def _require_editor(who: Principal, tenant: str) -> None:
 
 @router.get("", summary="The tenant's topology as a JSON document (docs/topology.md)")
 def get_topology(tenant: str, hub: HubDep, who: PrincipalDep) -> dict[str, Any]:
-    who.require_tenant(tenant)
+    _require_reader(who, tenant)
     return hub.topologies.document(tenant)
 
 
 @router.get("/summary", summary="Counts of the tenant's topology, and unregistered attachments")
 def topology_summary(tenant: str, hub: HubDep, who: PrincipalDep) -> TopologySummaryPublic:
-    who.require_tenant(tenant)
+    _require_reader(who, tenant)
     return _summary(hub.topologies.summary(tenant, hub.topologies.get(tenant)))
 
 
