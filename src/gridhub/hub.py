@@ -23,6 +23,7 @@ from gridhub.outbound.mqtt_publisher import MqttPublisher
 from gridhub.services.commands import CommandService, command_config
 from gridhub.services.devices import DeviceTypes, MqttCredentials
 from gridhub.services.query import QueryService
+from gridhub.services.subscriptions import SubscriptionService, may_read, subscription_config
 from gridhub.services.tariffs import TariffService
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
@@ -30,6 +31,7 @@ from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
 from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
+from gridhub.storage.subscriptions_store import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Hub:
     mqtt_credentials: MqttCredentials
     commands: CommandService
     tariffs: TariffService
+    subscriptions: SubscriptionService
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -76,6 +79,7 @@ class Hub:
             reader.start()
         if not mqtt:
             self.commands.start(None)  # no transport: commands wait, then expire
+            self.subscriptions.start(None)  # MQTT notifications wait and are retried
             return
         s = self.settings
         url = s.mqtt_url
@@ -119,6 +123,7 @@ class Hub:
         )
         self.publisher.start()
         self.commands.start(self.publisher)
+        self.subscriptions.start(self.publisher)
 
     def reload_broker(self, _files: object = None) -> None:
         """After a credential change: the embedded Mosquitto re-reads its files (SIGHUP)."""
@@ -140,6 +145,7 @@ class Hub:
         self.outages.stop()
         self.pipeline.stop()
         self.commands.stop()
+        self.subscriptions.stop()
         if self.publisher is not None:
             self.publisher.stop()
             self.publisher = None
@@ -182,12 +188,18 @@ def build_hub(settings: Settings) -> Hub:
     outbound = OutboundStore(db)
     commands = CommandService(outbound, registry, command_config(settings))
     pipeline.add_observer(commands.observe)  # acks and devices heard from
+    tokens = TokenService(catalog)
+    # may_read is the seam to the owner-policy enforcement point: pass access.may_read there
+    subscriptions = SubscriptionService(
+        SubscriptionStore(db), store, registry, tokens, subscription_config(settings), may_read
+    )
+    pipeline.add_observer(subscriptions.observe)  # new readings of subscribed series
     hub = Hub(
         settings=settings,
         db=db,
         store=store,
         registry=registry,
-        tokens=TokenService(catalog),
+        tokens=tokens,
         pipeline=pipeline,
         query=QueryService(store, registry),
         topologies=topologies,
@@ -196,6 +208,7 @@ def build_hub(settings: Settings) -> Hub:
         mqtt_credentials=credentials,
         commands=commands,
         tariffs=TariffService(outbound, registry, commands),
+        subscriptions=subscriptions,
     )
     credentials.on_change = hub.reload_broker
     return hub

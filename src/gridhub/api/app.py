@@ -13,6 +13,7 @@ from gridhub.api.routes import (
     imports,
     ingest,
     query,
+    subscriptions,
     tariffs,
     telegrams,
     tenants,
@@ -42,6 +43,7 @@ def create_app(hub: Hub) -> FastAPI:
         topology,
         commands,
         tariffs,
+        subscriptions,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)

@@ -1,0 +1,590 @@
+"""Subscriptions (Q3): event and periodic notifications on a series, and unsubscribe.
+
+The pipeline calls :meth:`SubscriptionService.observe` after each committed batch; it only
+queues the readings of watched series (a bounded queue). The service's own thread evaluates:
+each new reading of a series is tested against the conditions of its event subscriptions (a
+reading counts as *new* when it is later than the last one the subscription saw, so redelivered
+duplicates and back-filled history do not fire again); each periodic subscription sends, once per
+period aligned to the epoch, the latest value or an aggregate over the period just ended.
+
+Every notification passes the policy check (:func:`may_read`, the seam to the enforcement point)
+with the subscriber's *current* rights — the token is looked up again, so a revoked or expired
+token stops deliveries at once — when it is made and again at every send
+(:mod:`gridhub.services.subscription_delivery`). Subscriptions are stored and restored on start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from gridhub.access.tokens import TENANT_ROLES, Principal, TokenService
+from gridhub.config import Settings
+from gridhub.domain.subscriptions import (
+    Channel,
+    Condition,
+    Kind,
+    PeriodicFunction,
+    Subscription,
+    aggregate,
+    window_of,
+)
+from gridhub.domain.validation import from_us, to_us
+from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from gridhub.ingest.validate import Prepared
+from gridhub.outbound.mqtt_publisher import Publisher
+from gridhub.services.subscription_delivery import Note, Sender, SenderConfig, WebSocketHub, body
+from gridhub.storage.base import SeriesQuery, Store, TokenRecord
+from gridhub.storage.registry import Registry
+from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStore
+
+__all__ = [
+    "MayRead",
+    "NewSubscription",
+    "SubscriptionConfig",
+    "SubscriptionService",
+    "may_read",
+    "principal_of",
+    "subscription_config",
+]
+
+log = logging.getLogger(__name__)
+MayRead = Callable[[Principal, str, str, str, datetime], bool]
+READ_ROLES = frozenset(TENANT_ROLES) - {"device"}
+MAX_QUEUED_READINGS = 200_000
+MAX_PERIOD_S = 86_400.0
+MAX_URL = 2048
+MAX_POINTS = 100_000
+LATEST_LOOKBACK_S = 86_400.0  # a periodic "latest" with nothing seen yet looks back this far
+
+
+def may_read(principal: Principal, tenant: str, device: str, identifier: str, ts: datetime) -> bool:
+    """THE SEAM: may ``principal`` receive the value of (device, identifier) at ``ts``?
+
+    Today: the token's tenant and a reading role (every role but ``device``). The owner-policy
+    enforcement point (``AccessControl.may_read``, issue #4 item A3/A4) has this signature and
+    replaces this function by passing ``may_read=hub.access.may_read`` in ``hub.py``.
+    """
+    try:
+        principal.require_tenant(tenant)
+    except Forbidden:
+        return False
+    return principal.role in READ_ROLES
+
+
+_PRINCIPAL_FIELDS = tuple(f.name for f in dataclasses.fields(Principal))
+
+
+def principal_of(record: TokenRecord, now: datetime) -> Principal | None:
+    """The principal a stored token stands for now; None once revoked or expired.
+
+    Built field by field from the record (``token_id`` from ``id``), so whatever a
+    :class:`Principal` carries (stakeholder, service) comes along."""
+    if record.revoked:
+        return None
+    expires = getattr(record, "expires", None)
+    if expires is not None and expires <= now:
+        return None
+    values: dict[str, Any] = {
+        name: getattr(record, "id" if name == "token_id" else name) for name in _PRINCIPAL_FIELDS
+    }
+    return Principal(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionConfig:
+    max_per_tenant: int = 1000
+    max_per_token: int = 100
+    min_period_s: float = 1.0
+    max_per_minute: int = 600
+    sender: SenderConfig = SenderConfig()
+
+
+def subscription_config(settings: Settings) -> SubscriptionConfig:
+    return SubscriptionConfig(
+        max_per_tenant=settings.subscription_max_per_tenant,
+        max_per_token=settings.subscription_max_per_token,
+        min_period_s=settings.subscription_min_period_s,
+        max_per_minute=settings.subscription_max_per_minute,
+        sender=SenderConfig(
+            max_pending=settings.subscription_max_pending,
+            retry_s=settings.subscription_retry_s,
+            retry_max_s=settings.subscription_retry_max_s,
+            max_attempts=settings.subscription_max_attempts,
+            webhook_timeout_s=settings.subscription_webhook_timeout_s,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    kind: Kind
+    device: str
+    identifier: str
+    channel: Channel
+    condition: Condition | None = None
+    period_s: float | None = None
+    function: PeriodicFunction | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(slots=True)
+class _Stats:
+    notified: int = 0
+    suppressed: int = 0  # over the rate limit
+    refused: int = 0  # the policy check said no
+    no_listener: int = 0  # WebSocket notifications while no connection was open
+    last_ts_us: int | None = None  # event: the latest reading seen
+    next_due: float = 0.0  # periodic: when the next window closes (+ grace)
+    last_window: float = 0.0
+    bucket: float = 0.0  # rate limit: notifications still allowed
+    bucket_at: float = 0.0
+
+    def public(self) -> dict[str, int]:
+        return {
+            "notified": self.notified,
+            "suppressed": self.suppressed,
+            "refused": self.refused,
+            "no_listener": self.no_listener,
+        }
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        store: SubscriptionStore,
+        data: Store,
+        registry: Registry,
+        tokens: TokenService,
+        config: SubscriptionConfig | None = None,
+        may_read: MayRead = may_read,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._data = data
+        self._registry = registry
+        self._tokens = tokens
+        self.config = config or SubscriptionConfig()
+        self._may_read = may_read
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._subs: dict[str, Subscription] = {}
+        self._stats: dict[str, _Stats] = {}
+        self._events: dict[tuple[str, str, str], list[Subscription]] = {}
+        self._watched: dict[tuple[str, str], frozenset[str]] = {}  # (tenant, device) → ids
+        self._latest: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._queue: deque[tuple[str, str, str, int, float]] = deque()
+        self.overflow = 0  # readings not evaluated because the queue was full
+        self.ws = WebSocketHub()
+        self.sender = Sender(store, self.authorise, self.is_active, self.config.sender)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- the policy check ------------------------------------------------------------------------
+
+    def principal(self, token_id: str) -> Principal | None:
+        """The subscriber as it stands now (None: revoked, expired or deleted)."""
+        now = datetime.now(UTC)
+        for record in self._tokens.list():
+            if record.id == token_id:
+                return principal_of(record, now)
+        return None
+
+    def authorise(self, sub: Subscription, at: datetime) -> bool:
+        """May the subscriber receive this subscription's value at ``at``, now?"""
+        who = self.principal(sub.token_id)
+        if who is None:
+            self.ws.close_token(sub.token_id)
+            return False
+        return self._may_read(who, sub.tenant, sub.device, sub.identifier, at)
+
+    def is_active(self, subscription_id: str) -> bool:
+        return subscription_id in self._subs
+
+    # -- subscribe, list, unsubscribe ------------------------------------------------------------
+
+    def create(self, who: Principal, tenant: str, new: NewSubscription) -> Subscription:
+        """Check and store a subscription; a webhook's secret is in the result (shown once)."""
+        who.require_tenant(tenant)
+        self._registry.tenant(tenant)
+        if self._registry.device(tenant, new.device) is None:
+            raise NotFound(f"device {new.device!r} not found in tenant {tenant!r}")
+        if new.identifier not in self._registry.identifiers(tenant):
+            raise NotFound(f"identifier {new.identifier!r} unknown in tenant {tenant!r}")
+        if not self._may_read(who, tenant, new.device, new.identifier, datetime.now(UTC)):
+            raise Forbidden(f"this token may not read {new.device}/{new.identifier}")
+        self._check_kind(new)
+        url = self._check_channel(new)
+        sub = Subscription(
+            id=f"sub_{secrets.token_hex(8)}",
+            tenant=tenant,
+            token_id=who.token_id,
+            kind=new.kind,
+            device=new.device,
+            identifier=new.identifier,
+            channel=new.channel,
+            created=self._clock(),
+            condition=new.condition,
+            period_s=new.period_s,
+            function=new.function,
+            webhook_url=url,
+            webhook_secret=f"whsec_{secrets.token_urlsafe(32)}" if url is not None else None,
+        )
+        with self._lock:  # checks and insert under one lock: two racing requests get one each
+            mine = [s for s in self._subs.values() if s.token_id == who.token_id]
+            if len(mine) >= self.config.max_per_token:
+                raise InvalidRequest(f"at most {self.config.max_per_token} subscriptions per token")
+            in_tenant = sum(1 for s in self._subs.values() if s.tenant == tenant)
+            if in_tenant >= self.config.max_per_tenant:
+                raise InvalidRequest(
+                    f"at most {self.config.max_per_tenant} subscriptions per tenant"
+                )
+            if sub.kind is Kind.PERIODIC:
+                twin = next(
+                    (s for s in mine if s.kind is Kind.PERIODIC and s.series == sub.series), None
+                )
+                if twin is not None:
+                    raise Conflict(
+                        f"a periodic subscription of {sub.device}/{sub.identifier} exists "
+                        f"already ({twin.id}): one per subscriber and series; delete it first"
+                    )
+            self._store.add(sub)
+            self._index(sub)
+            self._wake.notify_all()
+        log.info(
+            "subscription %s: %s %s/%s/%s", sub.id, sub.kind, tenant, sub.device, sub.identifier
+        )
+        return sub
+
+    def _check_kind(self, new: NewSubscription) -> None:
+        if new.kind is Kind.EVENT:
+            if new.condition is None:
+                raise InvalidRequest("an event subscription needs a condition")
+            if new.period_s is not None or new.function is not None:
+                raise InvalidRequest("period_s and function are for periodic subscriptions")
+            return
+        if new.condition is not None:
+            raise InvalidRequest("a periodic subscription takes no condition")
+        period = new.period_s
+        if period is None or not self.config.min_period_s <= period <= MAX_PERIOD_S:
+            raise InvalidRequest(
+                f"a periodic subscription needs period_s in {self.config.min_period_s:g}.."
+                f"{MAX_PERIOD_S:g}"
+            )
+
+    @staticmethod
+    def _check_channel(new: NewSubscription) -> str | None:
+        if new.channel is not Channel.WEBHOOK:
+            if new.webhook_url is not None:
+                raise InvalidRequest("url is for the webhook channel only")
+            return None
+        url = new.webhook_url
+        if not url:
+            raise InvalidRequest("a webhook subscription needs a url")
+        if len(url) > MAX_URL:
+            raise InvalidRequest(f"the webhook url is longer than {MAX_URL} characters")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequest("the webhook url must be http:// or https:// with a host")
+        if parts.username or parts.password:
+            raise InvalidRequest("the webhook url may not carry credentials")
+        return url
+
+    def _visible(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
+        who.require_tenant(tenant)
+        sub = self._subs.get(subscription_id)
+        if sub is None or sub.tenant != tenant or not self._owns(who, sub):
+            raise NotFound(f"subscription {subscription_id!r} not found")
+        return sub
+
+    @staticmethod
+    def _owns(who: Principal, sub: Subscription) -> bool:
+        return who.role == "admin" or sub.token_id == who.token_id
+
+    def visible(self, who: Principal, tenant: str) -> list[Subscription]:
+        """The caller's subscriptions in ``tenant`` (an admin sees all of the tenant's)."""
+        who.require_tenant(tenant)
+        with self._lock:
+            subs = [s for s in self._subs.values() if s.tenant == tenant and self._owns(who, s)]
+        return sorted(subs, key=lambda s: (s.created, s.id))
+
+    def get(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
+        return self._visible(who, tenant, subscription_id)
+
+    def stats(self, subscription_id: str) -> dict[str, int]:
+        with self._lock:
+            st = self._stats.get(subscription_id)
+            return st.public() if st is not None else {}
+
+    def delete(self, who: Principal, tenant: str, subscription_id: str) -> None:
+        """Unsubscribe: nothing more is evaluated or sent, queued retries included."""
+        sub = self._visible(who, tenant, subscription_id)
+        with self._lock:
+            self._store.delete(tenant, sub.id)
+            self._unindex(sub)
+        log.info("subscription %s deleted by token %s", sub.id, who.token_id)
+
+    def deliveries(
+        self, who: Principal, tenant: str, subscription_id: str, limit: int = 100
+    ) -> list[DeliveryRecord]:
+        sub = self._visible(who, tenant, subscription_id)
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be 1..1000")
+        return self._store.deliveries(tenant, sub.id, limit)
+
+    def _index(self, sub: Subscription) -> None:  # under the lock
+        self._subs[sub.id] = sub
+        now = self._clock()
+        st = _Stats(bucket=float(self.config.max_per_minute), bucket_at=now)
+        if sub.kind is Kind.PERIODIC and sub.period_s is not None:
+            _start, end = window_of(now, sub.period_s)
+            st.last_window = end  # the first report covers the first whole period from now
+            st.next_due = end + sub.period_s + _grace(sub.period_s)
+        self._stats[sub.id] = st
+        self._reindex()
+
+    def _unindex(self, sub: Subscription) -> None:  # under the lock
+        self._subs.pop(sub.id, None)
+        self._stats.pop(sub.id, None)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        events: dict[tuple[str, str, str], list[Subscription]] = {}
+        watched: dict[tuple[str, str], set[str]] = {}
+        for s in self._subs.values():
+            if s.kind is Kind.EVENT:
+                events.setdefault(s.series, []).append(s)
+            watched.setdefault((s.tenant, s.device), set()).add(s.identifier)
+        self._events = events
+        self._watched = {k: frozenset(v) for k, v in watched.items()}
+
+    # -- what ingest tells us (writer thread: queue only) ----------------------------------------
+
+    def observe(self, items: list[Prepared]) -> None:
+        watched = self._watched
+        if not watched:
+            return
+        found: list[tuple[str, str, str, int, float]] = []
+        for item in items:
+            if item.readings is None or item.tenant is None or item.device is None:
+                continue
+            ids = watched.get((item.tenant, item.device))
+            if ids is None:
+                continue
+            found.extend(
+                (item.tenant, item.device, ident, ts, value)
+                for ident, ts, value in item.readings
+                if ident in ids
+            )
+        if not found:
+            return
+        with self._lock:
+            room = MAX_QUEUED_READINGS - len(self._queue)
+            if room < len(found):
+                self.overflow += len(found) - max(room, 0)
+                found = found[: max(room, 0)]
+            self._queue.extend(found)
+            self._wake.notify_all()
+
+    # -- the evaluator thread --------------------------------------------------------------------
+
+    def start(self, publisher: Publisher | None) -> None:
+        """Restore the stored subscriptions, then evaluate and deliver."""
+        restored = self._store.all()
+        with self._lock:
+            for sub in restored:
+                self._index(sub)
+        log.info("subscriptions: %d restored", len(restored))
+        self.sender.start(publisher)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gridhub-subscriptions", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        self.sender.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.tick()
+            except Exception:  # the store is down, or a bug: keep evaluating
+                log.exception("subscription evaluation failed; retrying in 1 s")
+                self._stop.wait(1.0)
+                continue
+            with self._lock:
+                if not self._queue and not self._stop.is_set():
+                    self._wake.wait(wait)
+
+    def tick(self) -> float:
+        """Evaluate queued readings and due periodic reports once; seconds until the next."""
+        with self._lock:
+            readings = list(self._queue)
+            self._queue.clear()
+            events = self._events
+        for tenant, device, ident, ts, value in readings:
+            key = (tenant, device, ident)
+            seen = self._latest.get(key)
+            if seen is None or ts >= seen[0]:
+                self._latest[key] = (ts, value)
+            for sub in events.get(key, ()):
+                self._on_reading(sub, ts, value)
+        return self._periodic()
+
+    def _on_reading(self, sub: Subscription, ts: int, value: float) -> None:
+        st = self._stats.get(sub.id)
+        if st is None or sub.condition is None:
+            return
+        if st.last_ts_us is not None and ts <= st.last_ts_us:
+            return  # not new: a duplicate, or history arriving late
+        st.last_ts_us = ts
+        if sub.condition.holds(value):
+            payload = self._payload(sub, "ok", value, from_us(ts))
+            payload["condition"] = sub.condition.as_dict()
+            self._notify(sub, f"{sub.id}.{ts}", from_us(ts), payload)
+
+    def _periodic(self) -> float:
+        now = self._clock()
+        soonest = now + 1.0
+        with self._lock:
+            periodic = [
+                (s, self._stats[s.id]) for s in self._subs.values() if s.kind is Kind.PERIODIC
+            ]
+        for sub, st in periodic:
+            period = sub.period_s or MAX_PERIOD_S
+            if now >= st.next_due:
+                start, end = window_of(now - _grace(period), period)
+                if end > st.last_window:
+                    st.last_window = end
+                    self._report(sub, start, end)
+                st.next_due = end + period + _grace(period)
+            soonest = min(soonest, st.next_due)
+        return max(0.005, soonest - self._clock())
+
+    def _report(self, sub: Subscription, start: float, end: float) -> None:
+        function = sub.function or PeriodicFunction.LATEST
+        lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+        who = self.principal(sub.token_id)
+        if who is None:
+            self._refused(sub)
+            return
+        if function is PeriodicFunction.LATEST:
+            latest = self._latest.get(sub.series) or self._latest_stored(sub, end)
+            if latest is None:
+                payload = self._payload(sub, "no_data", None, None)
+                at = hi
+            else:
+                at = from_us(latest[0])
+                payload = self._payload(sub, "ok", latest[1], at)
+        else:
+            points = self._data.series(
+                SeriesQuery(sub.tenant, sub.device, sub.identifier, lo, hi, limit=MAX_POINTS), "UTC"
+            )
+            # the policy decides per value: only values the subscriber may read are aggregated
+            values = [
+                p.value
+                for p in points
+                if self._may_read(who, sub.tenant, sub.device, sub.identifier, p.ts)
+            ]
+            value = aggregate(function, values)
+            payload = self._payload(sub, "ok" if values else "no_data", value, hi)
+            payload["count"] = len(values)
+            at = datetime.fromtimestamp(end - 1e-6, UTC)
+        payload.update({"function": function.value, "from": lo.isoformat(), "to": hi.isoformat()})
+        self._notify(sub, f"{sub.id}.{to_us(hi)}", at, payload)
+
+    def _latest_stored(self, sub: Subscription, end: float) -> tuple[int, float] | None:
+        lo = datetime.fromtimestamp(end - LATEST_LOOKBACK_S, UTC)
+        hi = datetime.fromtimestamp(end, UTC)
+        points = self._data.series(
+            SeriesQuery(sub.tenant, sub.device, sub.identifier, lo, hi, limit=MAX_POINTS), "UTC"
+        )
+        return (to_us(points[-1].ts), points[-1].value) if points else None
+
+    @staticmethod
+    def _payload(
+        sub: Subscription, result: str, value: float | None, ts: datetime | None
+    ) -> dict[str, Any]:
+        """Seed 004 §3.2.6 Notify(requestID, result, variable, location, value, timestamp)."""
+        return {
+            "subscription": sub.id,
+            "kind": sub.kind.value,
+            "result": result,
+            "tenant": sub.tenant,
+            "device": sub.device,
+            "identifier": sub.identifier,
+            "value": value,
+            "ts": ts.isoformat() if ts is not None else None,
+        }
+
+    def _refused(self, sub: Subscription) -> None:
+        with self._lock:
+            st = self._stats.get(sub.id)
+            if st is not None:
+                st.refused += 1
+
+    def _notify(
+        self, sub: Subscription, delivery: str, at: datetime, payload: dict[str, Any]
+    ) -> None:
+        now = self._clock()
+        with self._lock:
+            st = self._stats.get(sub.id)
+            if st is None:  # unsubscribed meanwhile
+                return
+            rate = self.config.max_per_minute
+            st.bucket = min(float(rate), st.bucket + (now - st.bucket_at) * rate / 60.0)
+            st.bucket_at = now
+            if st.bucket < 1.0:
+                st.suppressed += 1
+                return
+            st.bucket -= 1.0
+        if not self.authorise(sub, at):
+            self._refused(sub)
+            return
+        payload["delivery"] = delivery
+        note = Note(delivery, at, body(payload))
+        listeners = 1
+        if sub.channel is Channel.WEBSOCKET:
+            listeners = self.ws.push(sub, note.body)
+        elif not self.sender.submit(sub, note):
+            listeners = 0
+        with self._lock:
+            st.notified += 1
+            if listeners == 0:
+                st.no_listener += 1
+
+    def render_metrics(self) -> str:
+        """Prometheus text: subscriptions, notifications, and the sender's outcomes."""
+        with self._lock:
+            total = len(self._subs)
+            notified = sum(s.notified for s in self._stats.values())
+        lines = [
+            "# TYPE gridhub_subscriptions gauge",
+            f"gridhub_subscriptions {total}",
+            "# TYPE gridhub_subscription_notifications_total counter",
+            f"gridhub_subscription_notifications_total {notified}",
+        ]
+        for name, value in self.sender.counts.items():
+            metric = f"gridhub_subscription_sends_{name}_total"
+            lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
+        return "\n".join(lines) + "\n"
+
+
+def _grace(period_s: float) -> float:
+    """Wait this long after a period closes before reporting it, for its last readings."""
+    return min(2.0, period_s / 10)
