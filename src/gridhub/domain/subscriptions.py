@@ -97,7 +97,8 @@ _TESTS: dict[Op, Callable[[Condition, float], bool]] = {
     Op.ABOVE: lambda c, v: v > _num(c.value),
     Op.BELOW: lambda c, v: v < _num(c.value),
     Op.OUTSIDE: lambda c, v: v < _num(c.lo) or v > _num(c.hi),
-    Op.EQUAL: lambda c, v: abs(v - _num(c.value)) <= c.tolerance,
+    # equal within the tolerance, plus a hair for binary rounding (1.0 - 0.99 > 0.01 in floats)
+    Op.EQUAL: lambda c, v: abs(v - _num(c.value)) <= c.tolerance + 1e-9 * max(1.0, abs(v)),
 }
 _NEEDS: dict[Op, tuple[str, ...]] = {
     Op.ABOVE: ("value",),

@@ -241,7 +241,7 @@ MIGRATIONS: tuple[str, ...] = (
         subscription VARCHAR NOT NULL,
         delivery VARCHAR NOT NULL,
         attempt INTEGER NOT NULL,
-        at TIMESTAMPTZ NOT NULL,
+        sent TIMESTAMPTZ NOT NULL,
         outcome VARCHAR NOT NULL,
         status INTEGER,
         detail VARCHAR NOT NULL

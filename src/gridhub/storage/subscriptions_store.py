@@ -168,9 +168,9 @@ class SubscriptionStore:
         if self._logged >= KEEP_PER_SUBSCRIPTION:
             self._logged = 0
             self._write(
-                "DELETE FROM subscription_deliveries WHERE (subscription, delivery, attempt, at) IN"
-                " (SELECT subscription, delivery, attempt, at FROM (SELECT *, row_number() OVER"
-                " (PARTITION BY subscription ORDER BY at DESC) AS n FROM subscription_deliveries)"
+                "DELETE FROM subscription_deliveries WHERE (subscription, delivery, attempt, sent) IN"
+                " (SELECT subscription, delivery, attempt, sent FROM (SELECT *, row_number() OVER"
+                " (PARTITION BY subscription ORDER BY sent DESC) AS n FROM subscription_deliveries)"
                 " WHERE n > ?)",
                 [(KEEP_PER_SUBSCRIPTION,)],
             )
@@ -180,9 +180,9 @@ class SubscriptionStore:
         return [
             DeliveryRecord(*r)
             for r in self._rows(
-                "SELECT tenant, subscription, delivery, attempt, at, outcome, status, detail"
+                "SELECT tenant, subscription, delivery, attempt, sent, outcome, status, detail"
                 " FROM subscription_deliveries WHERE tenant = ? AND subscription = ?"
-                " ORDER BY at DESC, attempt DESC LIMIT ?",
+                " ORDER BY sent DESC, attempt DESC LIMIT ?",
                 [tenant, subscription_id, limit],
             )
         ]

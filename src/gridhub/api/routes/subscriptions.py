@@ -225,9 +225,13 @@ async def _serve(websocket: WebSocket, tenant: str, subscription_id: str | None)
         code = POLICY_VIOLATION if isinstance(exc, AccessDenied) else 1003
         await websocket.close(code=code, reason=str(exc)[:120])
         return
-    await websocket.accept()
     conn = Connection(tenant, who.token_id, subscription_id, asyncio.get_running_loop())
-    hub.subscriptions.ws.register(conn)
+    hub.subscriptions.ws.register(conn)  # before accept: a connected client misses nothing
+    try:
+        await websocket.accept()
+    except Exception:
+        hub.subscriptions.ws.unregister(conn)
+        raise
     reader = asyncio.create_task(_drain_client(websocket))
     try:
         while True:
