@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     subscription_retry_max_s: float = Field(300.0, gt=0, description="longest retry delay")
     subscription_max_attempts: int = Field(8, ge=1, le=50, description="sends per notification")
     subscription_webhook_timeout_s: float = Field(5.0, gt=0, description="one webhook POST")
+    subscription_webhook_allow_private: bool = Field(
+        False, description="allow webhooks to loopback/private/link-local addresses (lab use)"
+    )
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )

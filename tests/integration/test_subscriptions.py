@@ -34,6 +34,7 @@ FAST = {
     "subscription_retry_max_s": 0.2,
     "subscription_max_attempts": 4,
     "subscription_max_per_token": 5,
+    "subscription_webhook_allow_private": True,  # the test receivers listen on 127.0.0.1
 }
 
 
@@ -112,8 +113,13 @@ def add_tenant(hub: Hub, tenant: str) -> str:
     return secret
 
 
-def start(data_dir: Path, tenant: str = "subs", mqtt_url: str | None = None) -> Env:
-    hub = build_hub(make_settings(data_dir, mqtt_url=mqtt_url, **FAST))
+def start(
+    data_dir: Path,
+    tenant: str = "subs",
+    mqtt_url: str | None = None,
+    overrides: dict[str, object] | None = None,
+) -> Env:
+    hub = build_hub(make_settings(data_dir, mqtt_url=mqtt_url, **{**FAST, **(overrides or {})}))
     hub.ensure_admin_token()
     if hub.registry.find_tenant(tenant) is None:
         secret = add_tenant(hub, tenant)
@@ -557,5 +563,46 @@ def test_unsubscribe_and_restore_after_restart(tmp_path: Path) -> None:
                 (kept["id"], 1.0),
                 (kept["id"], 2.0),
             ]
+    finally:
+        env.stop()
+
+
+def test_rate_limit_drops_and_counts(tmp_path: Path) -> None:
+    env = start(tmp_path, overrides={"subscription_max_per_minute": 2})
+    try:
+        client, _ = env.client("dso")
+        sub = env.subscribe(
+            client, kind="event", channel="websocket", condition={"op": "above", "value": 0}
+        )
+        url = f"/api/v1/tenants/{env.tenant}/subscriptions/{sub['id']}"
+        with env.ws(client) as ws:
+            env.send(1.0, 2.0, 3.0, 4.0, 5.0)
+            assert [recv_json(ws)["value"] for _ in range(2)] == [1.0, 2.0]
+
+            def stats() -> dict[str, int]:
+                return dict(client.get(url).json()["stats"])
+
+            wait_for(lambda: stats()["notified"] + stats()["suppressed"] == 5, what="all five")
+            assert (stats()["notified"], stats()["suppressed"]) == (2, 3)
+    finally:
+        env.stop()
+
+
+def test_webhooks_to_private_addresses_are_refused_by_default(tmp_path: Path) -> None:
+    env = start(tmp_path, overrides={"subscription_webhook_allow_private": False})
+    try:
+        client, _ = env.client("dso")
+        r = client.post(
+            f"/api/v1/tenants/{env.tenant}/subscriptions",
+            json={
+                "kind": "event",
+                "device": "hh1-meter",
+                "identifier": P,
+                "channel": "webhook",
+                "url": "http://127.0.0.1:9/hook",
+                "condition": {"op": "above", "value": 0},
+            },
+        )
+        assert r.status_code == 422 and "not a public address" in r.text
     finally:
         env.stop()

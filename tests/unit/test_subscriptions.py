@@ -19,8 +19,11 @@ from gridhub.domain.subscriptions import (
     verify,
     window_of,
 )
+from gridhub.services.subscription_delivery import private_address
 from gridhub.services.subscriptions import may_read, principal_of
 from gridhub.storage.base import TokenRecord
+from gridhub.storage.duckdb_store import DuckDBDatabase
+from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStore
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -137,3 +140,38 @@ def test_principal_of_follows_revocation() -> None:
     who = principal_of(record, NOW)
     assert who is not None and (who.token_id, who.tenant, who.role) == ("abc", "linear", "dso")
     assert principal_of(replace(record, revoked=True), NOW) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "https://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata
+        "http://[::1]/hook",
+        "http://0.0.0.0/",
+    ],
+)
+def test_webhooks_to_the_hubs_own_network_are_named(url: str) -> None:
+    problem = private_address(url)
+    assert problem is not None and "not a public address" in problem
+
+
+def test_public_addresses_pass() -> None:
+    assert private_address("https://93.184.216.34/hook") is None
+
+
+def test_delivery_log_keeps_the_newest_per_subscription() -> None:
+    db = DuckDBDatabase(":memory:")
+    store = SubscriptionStore(db, keep=3)
+    records = [
+        DeliveryRecord("t", sub, f"d{i}", 1, NOW + timedelta(seconds=i), "retry", 500, "")
+        for sub, n in (("a", 5), ("b", 2))
+        for i in range(n)
+    ]
+    store.log(records)
+    assert [r.delivery for r in store.deliveries("t", "a", 10)] == ["d4", "d3", "d2"]
+    assert [r.delivery for r in store.deliveries("t", "b", 10)] == ["d1", "d0"]
+    assert store.deliveries("other", "a", 10) == []  # scoped to the tenant
+    db.close()

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import ipaddress
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,7 +31,15 @@ from gridhub.domain.subscriptions import Channel, Subscription, retry_delay, sig
 from gridhub.outbound.mqtt_publisher import Outgoing, Publisher
 from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStore
 
-__all__ = ["Connection", "Note", "Sender", "SenderConfig", "WebSocketHub"]
+__all__ = [
+    "Connection",
+    "Note",
+    "Sender",
+    "SenderConfig",
+    "WebSocketHub",
+    "body",
+    "private_address",
+]
 
 log = logging.getLogger(__name__)
 WS_QUEUE = 1000  # notifications a slow WebSocket client may lag behind before losing some
@@ -131,6 +142,7 @@ class SenderConfig:
     webhook_timeout_s: float = 5.0
     mqtt_timeout_s: float = 10.0
     workers: int = 4
+    allow_private: bool = False  # webhooks to loopback, private and link-local addresses
 
 
 @dataclass(slots=True)
@@ -221,7 +233,8 @@ class Sender:
                     due.append(heapq.heappop(self._heap)[2])
                 self._in_flight += len(due)
                 if not due:
-                    wait = self._heap[0][0] - now if self._heap else 1.0
+                    # all workers busy: wait for one to finish (it notifies), else for the next due
+                    wait = self._heap[0][0] - now if self._heap and free > 0 else 1.0
                     self._wake.wait(min(max(wait, 0.005), 1.0))
             pool = self._pool
             for job in due:
@@ -245,7 +258,7 @@ class Sender:
             if outcome == "retry":
                 delay = retry_delay(job.attempt, self.config.retry_s, self.config.retry_max_s)
                 heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job))
-                self._wake.notify_all()
+            self._wake.notify_all()  # a worker is free, and the log has something to write
             if job.sub.channel is Channel.WEBHOOK:
                 self._log.append(
                     DeliveryRecord(
@@ -280,6 +293,10 @@ class Sender:
         http = self._http
         if http is None or sub.webhook_url is None or sub.webhook_secret is None:
             return "retry", None, "webhook client not running"
+        if not self.config.allow_private:
+            problem = private_address(sub.webhook_url)  # again: DNS may have changed since
+            if problem is not None:
+                return "refused", None, problem
         stamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -294,7 +311,8 @@ class Sender:
             return "retry", None, f"{type(exc).__name__}: {exc}"
         if 200 <= response.status_code < 300:
             return "delivered", response.status_code, "ok"
-        return "retry", response.status_code, response.text[:200]
+        # the status only, never the body: the log must not become a way to read other servers
+        return "retry", response.status_code, response.reason_phrase[:100]
 
     def _flush_log(self) -> None:
         with self._lock:
@@ -305,6 +323,23 @@ class Sender:
             self._store.log(records)
         except Exception:  # the log is for operators; a store hiccup must not stop delivery
             log.exception("could not write %d webhook delivery records", len(records))
+
+
+def private_address(url: str) -> str | None:
+    """Why ``url``'s host must not get webhooks (it resolves to a loopback, private, link-local
+    or otherwise non-public address), or None. Guards the hub's network from its subscribers."""
+    host = urlsplit(url).hostname
+    if host is None:
+        return "the url has no host"
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot resolve {host}: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return f"{host} resolves to {address}, not a public address"
+    return None
 
 
 def body(payload: dict[str, object]) -> bytes:

@@ -42,7 +42,14 @@ from gridhub.domain.validation import from_us, to_us
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.ingest.validate import Prepared
 from gridhub.outbound.mqtt_publisher import Publisher
-from gridhub.services.subscription_delivery import Note, Sender, SenderConfig, WebSocketHub, body
+from gridhub.services.subscription_delivery import (
+    Note,
+    Sender,
+    SenderConfig,
+    WebSocketHub,
+    body,
+    private_address,
+)
 from gridhub.storage.base import SeriesQuery, Store, TokenRecord
 from gridhub.storage.registry import Registry
 from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStore
@@ -121,6 +128,7 @@ def subscription_config(settings: Settings) -> SubscriptionConfig:
             retry_max_s=settings.subscription_retry_max_s,
             max_attempts=settings.subscription_max_attempts,
             webhook_timeout_s=settings.subscription_webhook_timeout_s,
+            allow_private=settings.subscription_webhook_allow_private,
         ),
     )
 
@@ -225,6 +233,12 @@ class SubscriptionService:
             raise Forbidden(f"this token may not read {new.device}/{new.identifier}")
         self._check_kind(new)
         url = self._check_channel(new)
+        if url is not None and not self.config.sender.allow_private:
+            problem = private_address(url)
+            if problem is not None:
+                raise InvalidRequest(
+                    f"webhook refused: {problem} (subscription_webhook_allow_private allows it)"
+                )
         sub = Subscription(
             id=f"sub_{secrets.token_hex(8)}",
             tenant=tenant,
@@ -481,6 +495,7 @@ class SubscriptionService:
         lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
         who = self.principal(sub.token_id)
         if who is None:
+            self.ws.close_token(sub.token_id)
             self._refused(sub)
             return
         if function is PeriodicFunction.LATEST:

@@ -107,8 +107,9 @@ def _sub(row: tuple[Any, ...]) -> Subscription:
 
 
 class SubscriptionStore:
-    def __init__(self, db: DuckDBDatabase) -> None:
+    def __init__(self, db: DuckDBDatabase, keep: int = KEEP_PER_SUBSCRIPTION) -> None:
         self._db = db
+        self.keep = keep  # log entries kept per subscription
         self._logged = 0
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
@@ -165,14 +166,17 @@ class SubscriptionStore:
             ],
         )
         self._logged += len(records)
-        if self._logged >= KEEP_PER_SUBSCRIPTION:
+        if self._logged >= self.keep:
             self._logged = 0
             self._write(
-                "DELETE FROM subscription_deliveries WHERE (subscription, delivery, attempt, sent) IN"
-                " (SELECT subscription, delivery, attempt, sent FROM (SELECT *, row_number() OVER"
-                " (PARTITION BY subscription ORDER BY sent DESC) AS n FROM subscription_deliveries)"
-                " WHERE n > ?)",
-                [(KEEP_PER_SUBSCRIPTION,)],
+                "DELETE FROM subscription_deliveries"
+                " WHERE (subscription, delivery, attempt, sent) IN ("
+                "   SELECT subscription, delivery, attempt, sent FROM ("
+                "     SELECT *, row_number() OVER"
+                "       (PARTITION BY subscription ORDER BY sent DESC) AS n"
+                "     FROM subscription_deliveries)"
+                "   WHERE n > ?)",
+                [(self.keep,)],
             )
 
     def deliveries(self, tenant: str, subscription_id: str, limit: int) -> list[DeliveryRecord]:
