@@ -5,6 +5,8 @@ tokens, periodic aggregates, unsubscribe and restart."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +27,7 @@ from gridhub.cli.server import ApiServer
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.domain.subscriptions import verify
 from gridhub.hub import Hub, build_hub
-from helpers import make_settings, wait_for
+from helpers import gridhub, make_settings, wait_for
 
 pytestmark = pytest.mark.integration
 P = "electricity.power.active.consumed.total"
@@ -606,3 +608,41 @@ def test_webhooks_to_private_addresses_are_refused_by_default(tmp_path: Path) ->
         assert r.status_code == 422 and "not a public address" in r.text
     finally:
         env.stop()
+
+
+def test_cli_subscribe_list_watch_delete(env: Env) -> None:
+    client, token_id = env.client("dso")
+    secret = client.headers["Authorization"].removeprefix("Bearer ")
+    common = ("--tenant", env.tenant, "--url", env.server.url, "--token", secret)
+    made = gridhub("subscribe", "event", "hh1-meter", P, "--above", "5", *common)
+    assert made.returncode == 0, made.stderr
+    sub_id = made.stdout.split()[0]
+    assert sub_id.startswith("sub_")
+    periodic = ("subscribe", "periodic", "hh1-meter", P, "--every", "15m", "--function", "avg")
+    assert gridhub(*periodic, "--channel", "mqtt", *common).returncode == 0
+    twice = gridhub(*periodic, "--channel", "mqtt", *common)
+    assert twice.returncode == 1 and "409" in twice.stderr
+    bad = gridhub("subscribe", "event", "hh1-meter", P, "--outside", "9", *common)
+    assert bad.returncode != 0 and "LO:HI" in bad.stderr
+    listed = gridhub("subscribe", "list", *common)
+    assert listed.returncode == 0 and "2 subscriptions" in listed.stdout
+    assert "every 900 s: avg" in listed.stdout
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "gridhub.cli.main", "subscribe", "watch", sub_id, *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as watcher:
+        try:
+            wait_for(lambda: env.hub.subscriptions.ws.connections(token_id) == 1, what="watch")
+            env.send(4.0, 6.5)
+            assert watcher.stdout is not None
+            line = watcher.stdout.readline()  # one JSON line per notification
+            assert json.loads(line)["value"] == 6.5
+        finally:
+            watcher.terminate()
+            watcher.communicate(timeout=10)
+    deleted = gridhub("subscribe", "delete", sub_id, *common)
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout
+    assert gridhub("subscribe", "delete", sub_id, *common).returncode == 1
