@@ -646,3 +646,44 @@ def test_cli_subscribe_list_watch_delete(env: Env) -> None:
     deleted = gridhub("subscribe", "delete", sub_id, *common)
     assert deleted.returncode == 0 and "deleted" in deleted.stdout
     assert gridhub("subscribe", "delete", sub_id, *common).returncode == 1
+
+
+def test_only_new_readings_fire_events(env: Env) -> None:
+    """A redelivered duplicate or back-filled history does not fire an event again."""
+    client, _ = env.client("dso")
+    env.subscribe(client, kind="event", channel="websocket", condition={"op": "above", "value": 0})
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def post(seconds: int, value: float) -> None:
+        message = {
+            "hardwareId": "hh1-meter",
+            "type": "DeviceMeasurements",
+            "request": {
+                "measurements": {P: value},
+                "eventDate": (base + timedelta(seconds=seconds)).isoformat(),
+            },
+        }
+        r = env.admin.post(f"/api/v1/tenants/{env.tenant}/events", json=message)
+        assert r.status_code < 300, r.text
+
+    with env.ws(client) as ws:
+        post(100, 1.0)
+        post(50, 2.0)  # older than what the subscription saw: history, not news
+        post(100, 1.0)  # the same reading again (a redelivery)
+        post(101, 3.0)
+        assert [recv_json(ws)["value"] for _ in range(2)] == [1.0, 3.0]
+
+
+def test_periodic_latest_value(env: Env) -> None:
+    client, _ = env.client("customer")
+    sub = env.subscribe(client, kind="periodic", channel="websocket", period_s=1)
+    assert sub["function"] == "latest"
+    with env.ws(client) as ws:
+        env.send(42.5)
+        while True:
+            note = recv_json(ws)
+            if note["result"] == "ok":
+                break
+            assert note["value"] is None  # before the value arrived: no_data
+        assert note["value"] == 42.5
+        assert note["ts"] == (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=1)).isoformat()

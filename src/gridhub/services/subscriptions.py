@@ -200,17 +200,14 @@ class SubscriptionService:
 
     # -- the policy check ------------------------------------------------------------------------
 
-    def principal(self, token_id: str) -> Principal | None:
+    def principal(self, token_id: str, view: _TokenView | None = None) -> Principal | None:
         """The subscriber as it stands now (None: revoked, expired or deleted)."""
-        now = datetime.now(UTC)
-        for record in self._tokens.list():
-            if record.id == token_id:
-                return principal_of(record, now)
-        return None
+        record = (view or _TokenView(self._tokens)).get(token_id)
+        return principal_of(record, datetime.now(UTC)) if record is not None else None
 
-    def authorise(self, sub: Subscription, at: datetime) -> bool:
+    def authorise(self, sub: Subscription, at: datetime, view: _TokenView | None = None) -> bool:
         """May the subscriber receive this subscription's value at ``at``, now?"""
-        who = self.principal(sub.token_id)
+        who = self.principal(sub.token_id, view)
         if who is None:
             self.ws.close_token(sub.token_id)
             return False
@@ -451,16 +448,17 @@ class SubscriptionService:
             readings = list(self._queue)
             self._queue.clear()
             events = self._events
+        view = _TokenView(self._tokens)  # tokens as they stand now, listed once per round
         for tenant, device, ident, ts, value in readings:
             key = (tenant, device, ident)
             seen = self._latest.get(key)
             if seen is None or ts >= seen[0]:
                 self._latest[key] = (ts, value)
             for sub in events.get(key, ()):
-                self._on_reading(sub, ts, value)
-        return self._periodic()
+                self._on_reading(sub, ts, value, view)
+        return self._periodic(view)
 
-    def _on_reading(self, sub: Subscription, ts: int, value: float) -> None:
+    def _on_reading(self, sub: Subscription, ts: int, value: float, view: _TokenView) -> None:
         st = self._stats.get(sub.id)
         if st is None or sub.condition is None:
             return
@@ -470,9 +468,9 @@ class SubscriptionService:
         if sub.condition.holds(value):
             payload = self._payload(sub, "ok", value, from_us(ts))
             payload["condition"] = sub.condition.as_dict()
-            self._notify(sub, f"{sub.id}.{ts}", from_us(ts), payload)
+            self._notify(sub, f"{sub.id}.{ts}", from_us(ts), payload, view)
 
-    def _periodic(self) -> float:
+    def _periodic(self, view: _TokenView) -> float:
         now = self._clock()
         soonest = now + 1.0
         with self._lock:
@@ -485,15 +483,15 @@ class SubscriptionService:
                 start, end = window_of(now - _grace(period), period)
                 if end > st.last_window:
                     st.last_window = end
-                    self._report(sub, start, end)
+                    self._report(sub, start, end, view)
                 st.next_due = end + period + _grace(period)
             soonest = min(soonest, st.next_due)
         return max(0.005, soonest - self._clock())
 
-    def _report(self, sub: Subscription, start: float, end: float) -> None:
+    def _report(self, sub: Subscription, start: float, end: float, view: _TokenView) -> None:
         function = sub.function or PeriodicFunction.LATEST
         lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
-        who = self.principal(sub.token_id)
+        who = self.principal(sub.token_id, view)
         if who is None:
             self.ws.close_token(sub.token_id)
             self._refused(sub)
@@ -521,7 +519,7 @@ class SubscriptionService:
             payload["count"] = len(values)
             at = datetime.fromtimestamp(end - 1e-6, UTC)
         payload.update({"function": function.value, "from": lo.isoformat(), "to": hi.isoformat()})
-        self._notify(sub, f"{sub.id}.{to_us(hi)}", at, payload)
+        self._notify(sub, f"{sub.id}.{to_us(hi)}", at, payload, view)
 
     def _latest_stored(self, sub: Subscription, end: float) -> tuple[int, float] | None:
         lo = datetime.fromtimestamp(end - LATEST_LOOKBACK_S, UTC)
@@ -554,7 +552,12 @@ class SubscriptionService:
                 st.refused += 1
 
     def _notify(
-        self, sub: Subscription, delivery: str, at: datetime, payload: dict[str, Any]
+        self,
+        sub: Subscription,
+        delivery: str,
+        at: datetime,
+        payload: dict[str, Any],
+        view: _TokenView,
     ) -> None:
         now = self._clock()
         with self._lock:
@@ -568,7 +571,7 @@ class SubscriptionService:
                 st.suppressed += 1
                 return
             st.bucket -= 1.0
-        if not self.authorise(sub, at):
+        if not self.authorise(sub, at, view):
             self._refused(sub)
             return
         payload["delivery"] = delivery
@@ -598,6 +601,20 @@ class SubscriptionService:
             metric = f"gridhub_subscription_sends_{name}_total"
             lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
         return "\n".join(lines) + "\n"
+
+
+class _TokenView:
+    """The tokens as listed once: one evaluation round looks each subscriber up in the same
+    listing instead of listing every token per notification."""
+
+    def __init__(self, tokens: TokenService) -> None:
+        self._tokens = tokens
+        self._by_id: dict[str, TokenRecord] | None = None
+
+    def get(self, token_id: str) -> TokenRecord | None:
+        if self._by_id is None:
+            self._by_id = {r.id: r for r in self._tokens.list()}
+        return self._by_id.get(token_id)
 
 
 def _grace(period_s: float) -> float:
