@@ -56,6 +56,7 @@ from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStor
 
 __all__ = [
     "MayRead",
+    "NotifyHook",
     "NewSubscription",
     "SubscriptionConfig",
     "SubscriptionService",
@@ -66,6 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MayRead = Callable[[Principal, str, str, str, datetime], bool]
+NotifyHook = Callable[[Subscription, Principal, dict[str, Any]], None]
 READ_ROLES = frozenset(TENANT_ROLES) - {"device"}
 MAX_QUEUED_READINGS = 200_000
 MAX_PERIOD_S = 86_400.0
@@ -176,7 +178,11 @@ class SubscriptionService:
         config: SubscriptionConfig | None = None,
         may_read: MayRead = may_read,
         clock: Callable[[], float] = time.time,
+        on_notify: NotifyHook | None = None,
     ) -> None:
+        """``may_read`` is the policy check (the seam); ``on_notify`` is told of every
+        notification that passed it, with the subscriber and the payload (the audit log, A5, hooks
+        in there)."""
         self._store = store
         self._data = data
         self._registry = registry
@@ -184,6 +190,7 @@ class SubscriptionService:
         self.config = config or SubscriptionConfig()
         self._may_read = may_read
         self._clock = clock
+        self._on_notify = on_notify
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._subs: dict[str, Subscription] = {}
@@ -358,8 +365,9 @@ class SubscriptionService:
         now = self._clock()
         st = _Stats(bucket=float(self.config.max_per_minute), bucket_at=now)
         if sub.kind is Kind.PERIODIC and sub.period_s is not None:
+            # window_of gives the last closed period; the first report is the one under way now
             _start, end = window_of(now, sub.period_s)
-            st.last_window = end  # the first report covers the first whole period from now
+            st.last_window = end
             st.next_due = end + sub.period_s + _grace(sub.period_s)
         self._stats[sub.id] = st
         self._reindex()
@@ -509,15 +517,16 @@ class SubscriptionService:
                 SeriesQuery(sub.tenant, sub.device, sub.identifier, lo, hi, limit=MAX_POINTS), "UTC"
             )
             # the policy decides per value: only values the subscriber may read are aggregated
-            values = [
-                p.value
+            readable = [
+                p
                 for p in points
                 if self._may_read(who, sub.tenant, sub.device, sub.identifier, p.ts)
             ]
-            value = aggregate(function, values)
-            payload = self._payload(sub, "ok" if values else "no_data", value, hi)
-            payload["count"] = len(values)
-            at = datetime.fromtimestamp(end - 1e-6, UTC)
+            value = aggregate(function, [p.value for p in readable])
+            payload = self._payload(sub, "ok" if readable else "no_data", value, hi)
+            payload["count"] = len(readable)
+            # checked again at send time at its newest value (the end of the period if none)
+            at = readable[-1].ts if readable else datetime.fromtimestamp(end - 1e-6, UTC)
         payload.update({"function": function.value, "from": lo.isoformat(), "to": hi.isoformat()})
         self._notify(sub, f"{sub.id}.{to_us(hi)}", at, payload, view)
 
@@ -571,10 +580,18 @@ class SubscriptionService:
                 st.suppressed += 1
                 return
             st.bucket -= 1.0
-        if not self.authorise(sub, at, view):
+        who = self.principal(sub.token_id, view)
+        if who is None:
+            self.ws.close_token(sub.token_id)
+        if who is None or not self._may_read(who, sub.tenant, sub.device, sub.identifier, at):
             self._refused(sub)
             return
         payload["delivery"] = delivery
+        if self._on_notify is not None:
+            try:
+                self._on_notify(sub, who, payload)
+            except Exception:  # the hook must not stop notifications
+                log.exception("subscription notify hook failed")
         note = Note(delivery, at, body(payload))
         listeners = 1
         if sub.channel is Channel.WEBSOCKET:
