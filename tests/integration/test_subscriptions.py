@@ -240,6 +240,12 @@ def test_webhook_is_signed_and_retried_after_500s(env: Env, receiver: Receiver) 
     env.send(3.0, 8.0)
     wait_for(lambda: len(receiver.received) >= 4, what="the next notification")
     assert json.loads(receiver.received[3][1])["value"] == 8.0
+
+    def metrics() -> str:
+        return httpx.get(f"{env.server.url}/metrics").text
+
+    wait_for(lambda: "gridhub_subscription_sends_delivered_total 2\n" in metrics(), what="metrics")
+    assert "gridhub_subscription_sends_retried_total 2\n" in metrics()
     # the secret is shown once only
     assert (
         "webhook_secret" not in client.get(f"/api/v1/tenants/{env.tenant}/subscriptions").json()[0]
