@@ -15,7 +15,6 @@ token stops deliveries at once — when it is made and again at every send
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 import threading
@@ -25,13 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from gridhub.access.tokens import TENANT_ROLES, Principal, TokenService
-from gridhub.config import Settings
+from gridhub.access.tokens import Principal, TokenService
 from gridhub.domain.subscriptions import (
     Channel,
-    Condition,
     Kind,
     PeriodicFunction,
     Subscription,
@@ -42,22 +38,31 @@ from gridhub.domain.validation import from_us, to_us
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.ingest.validate import Prepared
 from gridhub.outbound.mqtt_publisher import Publisher
-from gridhub.services.subscription_delivery import (
-    Note,
-    Sender,
-    SenderConfig,
-    WebSocketHub,
-    body,
-    private_address,
+from gridhub.services.subscription_access import (
+    MayRead,
+    NotifyHook,
+    TokenView,
+    may_read,
+    principal_of,
 )
-from gridhub.storage.base import SeriesQuery, Store, TokenRecord
+from gridhub.services.subscription_delivery import Note, Sender, WebSocketHub, body
+from gridhub.services.subscription_requests import (
+    MAX_PERIOD_S,
+    NewSubscription,
+    SubscriptionConfig,
+    check_channel,
+    check_kind,
+    subscription_config,
+)
+from gridhub.storage.base import SeriesQuery, Store
 from gridhub.storage.registry import Registry
 from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStore
 
+# the seam and the request types are re-exported: callers (hub.py, routes) import them here
 __all__ = [
     "MayRead",
-    "NotifyHook",
     "NewSubscription",
+    "NotifyHook",
     "SubscriptionConfig",
     "SubscriptionService",
     "may_read",
@@ -66,85 +71,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-MayRead = Callable[[Principal, str, str, str, datetime], bool]
-NotifyHook = Callable[[Subscription, Principal, dict[str, Any]], None]
-READ_ROLES = frozenset(TENANT_ROLES) - {"device"}
 MAX_QUEUED_READINGS = 200_000
-MAX_PERIOD_S = 86_400.0
-MAX_URL = 2048
 MAX_POINTS = 100_000
 LATEST_LOOKBACK_S = 86_400.0  # a periodic "latest" with nothing seen yet looks back this far
-
-
-def may_read(principal: Principal, tenant: str, device: str, identifier: str, ts: datetime) -> bool:
-    """THE SEAM: may ``principal`` receive the value of (device, identifier) at ``ts``?
-
-    Today: the token's tenant and a reading role (every role but ``device``). The owner-policy
-    enforcement point (``AccessControl.may_read``, issue #4 item A3/A4) has this signature and
-    replaces this function by passing ``may_read=hub.access.may_read`` in ``hub.py``.
-    """
-    try:
-        principal.require_tenant(tenant)
-    except Forbidden:
-        return False
-    return principal.role in READ_ROLES
-
-
-_PRINCIPAL_FIELDS = tuple(f.name for f in dataclasses.fields(Principal))
-
-
-def principal_of(record: TokenRecord, now: datetime) -> Principal | None:
-    """The principal a stored token stands for now; None once revoked or expired.
-
-    Built field by field from the record (``token_id`` from ``id``), so whatever a
-    :class:`Principal` carries (stakeholder, service) comes along."""
-    if record.revoked:
-        return None
-    expires = getattr(record, "expires", None)
-    if expires is not None and expires <= now:
-        return None
-    values: dict[str, Any] = {
-        name: getattr(record, "id" if name == "token_id" else name) for name in _PRINCIPAL_FIELDS
-    }
-    return Principal(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionConfig:
-    max_per_tenant: int = 1000
-    max_per_token: int = 100
-    min_period_s: float = 1.0
-    max_per_minute: int = 600
-    sender: SenderConfig = SenderConfig()
-
-
-def subscription_config(settings: Settings) -> SubscriptionConfig:
-    return SubscriptionConfig(
-        max_per_tenant=settings.subscription_max_per_tenant,
-        max_per_token=settings.subscription_max_per_token,
-        min_period_s=settings.subscription_min_period_s,
-        max_per_minute=settings.subscription_max_per_minute,
-        sender=SenderConfig(
-            max_pending=settings.subscription_max_pending,
-            retry_s=settings.subscription_retry_s,
-            retry_max_s=settings.subscription_retry_max_s,
-            max_attempts=settings.subscription_max_attempts,
-            webhook_timeout_s=settings.subscription_webhook_timeout_s,
-            allow_private=settings.subscription_webhook_allow_private,
-        ),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class NewSubscription:
-    kind: Kind
-    device: str
-    identifier: str
-    channel: Channel
-    condition: Condition | None = None
-    period_s: float | None = None
-    function: PeriodicFunction | None = None
-    webhook_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -207,12 +136,12 @@ class SubscriptionService:
 
     # -- the policy check ------------------------------------------------------------------------
 
-    def principal(self, token_id: str, view: _TokenView | None = None) -> Principal | None:
+    def principal(self, token_id: str, view: TokenView | None = None) -> Principal | None:
         """The subscriber as it stands now (None: revoked, expired or deleted)."""
-        record = (view or _TokenView(self._tokens)).get(token_id)
+        record = (view or TokenView(self._tokens)).get(token_id)
         return principal_of(record, datetime.now(UTC)) if record is not None else None
 
-    def authorise(self, sub: Subscription, at: datetime, view: _TokenView | None = None) -> bool:
+    def authorise(self, sub: Subscription, at: datetime, view: TokenView | None = None) -> bool:
         """May the subscriber receive this subscription's value at ``at``, now?"""
         who = self.principal(sub.token_id, view)
         if who is None:
@@ -235,14 +164,8 @@ class SubscriptionService:
             raise NotFound(f"identifier {new.identifier!r} unknown in tenant {tenant!r}")
         if not self._may_read(who, tenant, new.device, new.identifier, datetime.now(UTC)):
             raise Forbidden(f"this token may not read {new.device}/{new.identifier}")
-        self._check_kind(new)
-        url = self._check_channel(new)
-        if url is not None and not self.config.sender.allow_private:
-            problem = private_address(url)
-            if problem is not None:
-                raise InvalidRequest(
-                    f"webhook refused: {problem} (subscription_webhook_allow_private allows it)"
-                )
+        check_kind(new, self.config)
+        url = check_channel(new, self.config.sender.allow_private)
         sub = Subscription(
             id=f"sub_{secrets.token_hex(8)}",
             tenant=tenant,
@@ -283,40 +206,6 @@ class SubscriptionService:
             "subscription %s: %s %s/%s/%s", sub.id, sub.kind, tenant, sub.device, sub.identifier
         )
         return sub
-
-    def _check_kind(self, new: NewSubscription) -> None:
-        if new.kind is Kind.EVENT:
-            if new.condition is None:
-                raise InvalidRequest("an event subscription needs a condition")
-            if new.period_s is not None or new.function is not None:
-                raise InvalidRequest("period_s and function are for periodic subscriptions")
-            return
-        if new.condition is not None:
-            raise InvalidRequest("a periodic subscription takes no condition")
-        period = new.period_s
-        if period is None or not self.config.min_period_s <= period <= MAX_PERIOD_S:
-            raise InvalidRequest(
-                f"a periodic subscription needs period_s in {self.config.min_period_s:g}.."
-                f"{MAX_PERIOD_S:g}"
-            )
-
-    @staticmethod
-    def _check_channel(new: NewSubscription) -> str | None:
-        if new.channel is not Channel.WEBHOOK:
-            if new.webhook_url is not None:
-                raise InvalidRequest("url is for the webhook channel only")
-            return None
-        url = new.webhook_url
-        if not url:
-            raise InvalidRequest("a webhook subscription needs a url")
-        if len(url) > MAX_URL:
-            raise InvalidRequest(f"the webhook url is longer than {MAX_URL} characters")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest("the webhook url must be http:// or https:// with a host")
-        if parts.username or parts.password:
-            raise InvalidRequest("the webhook url may not carry credentials")
-        return url
 
     def _visible(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
         who.require_tenant(tenant)
@@ -456,7 +345,7 @@ class SubscriptionService:
             readings = list(self._queue)
             self._queue.clear()
             events = self._events
-        view = _TokenView(self._tokens)  # tokens as they stand now, listed once per round
+        view = TokenView(self._tokens)  # tokens as they stand now, listed once per round
         for tenant, device, ident, ts, value in readings:
             key = (tenant, device, ident)
             seen = self._latest.get(key)
@@ -466,7 +355,7 @@ class SubscriptionService:
                 self._on_reading(sub, ts, value, view)
         return self._periodic(view)
 
-    def _on_reading(self, sub: Subscription, ts: int, value: float, view: _TokenView) -> None:
+    def _on_reading(self, sub: Subscription, ts: int, value: float, view: TokenView) -> None:
         st = self._stats.get(sub.id)
         if st is None or sub.condition is None:
             return
@@ -478,7 +367,7 @@ class SubscriptionService:
             payload["condition"] = sub.condition.as_dict()
             self._notify(sub, f"{sub.id}.{ts}", from_us(ts), payload, view)
 
-    def _periodic(self, view: _TokenView) -> float:
+    def _periodic(self, view: TokenView) -> float:
         now = self._clock()
         soonest = now + 1.0
         with self._lock:
@@ -496,7 +385,7 @@ class SubscriptionService:
             soonest = min(soonest, st.next_due)
         return max(0.005, soonest - self._clock())
 
-    def _report(self, sub: Subscription, start: float, end: float, view: _TokenView) -> None:
+    def _report(self, sub: Subscription, start: float, end: float, view: TokenView) -> None:
         function = sub.function or PeriodicFunction.LATEST
         lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
         who = self.principal(sub.token_id, view)
@@ -566,7 +455,7 @@ class SubscriptionService:
         delivery: str,
         at: datetime,
         payload: dict[str, Any],
-        view: _TokenView,
+        view: TokenView,
     ) -> None:
         now = self._clock()
         with self._lock:
@@ -618,20 +507,6 @@ class SubscriptionService:
             metric = f"gridhub_subscription_sends_{name}_total"
             lines += [f"# TYPE {metric} counter", f"{metric} {value}"]
         return "\n".join(lines) + "\n"
-
-
-class _TokenView:
-    """The tokens as listed once: one evaluation round looks each subscriber up in the same
-    listing instead of listing every token per notification."""
-
-    def __init__(self, tokens: TokenService) -> None:
-        self._tokens = tokens
-        self._by_id: dict[str, TokenRecord] | None = None
-
-    def get(self, token_id: str) -> TokenRecord | None:
-        if self._by_id is None:
-            self._by_id = {r.id: r for r in self._tokens.list()}
-        return self._by_id.get(token_id)
 
 
 def _grace(period_s: float) -> float:
