@@ -693,3 +693,17 @@ def test_periodic_latest_value(env: Env) -> None:
             assert note["value"] is None  # before the value arrived: no_data
         assert note["value"] == 42.5
         assert note["ts"] == (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=1)).isoformat()
+
+
+def test_revocation_closes_an_idle_websocket(env: Env) -> None:
+    client, token_id = env.client("aggregator")
+    env.subscribe(client, kind="event", channel="websocket", condition={"op": "above", "value": 0})
+    with env.ws(client) as ws:
+        wait_for(lambda: env.hub.subscriptions.ws.connections(token_id) == 1, what="connection")
+        assert (
+            env.admin.delete(f"/api/v1/tenants/{env.tenant}/tokens/{token_id}").status_code == 200
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=15)  # no value is sent at all: the connection is ended anyway
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    wait_for(lambda: env.hub.subscriptions.ws.connections(token_id) == 0, what="unregistered")

@@ -110,6 +110,11 @@ class WebSocketHub:
                 if not conns:
                     del self._by_token[conn.token_id]
 
+    def tokens(self) -> list[str]:
+        """The tokens with an open connection."""
+        with self._lock:
+            return list(self._by_token)
+
     def connections(self, token_id: str) -> int:
         with self._lock:
             return len(self._by_token.get(token_id, ()))

@@ -353,7 +353,17 @@ class SubscriptionService:
                 self._latest[key] = (ts, value)
             for sub in events.get(key, ()):
                 self._on_reading(sub, ts, value, view)
+        self._close_revoked(view)
         return self._periodic(view)
+
+    def _close_revoked(self, view: TokenView) -> None:
+        """End the WebSocket connections of tokens revoked or expired meanwhile, even idle ones
+        (the evaluator runs at least once a second)."""
+        now = datetime.now(UTC)
+        for token_id in self.ws.tokens():
+            record = view.get(token_id)
+            if record is None or principal_of(record, now) is None:
+                self.ws.close_token(token_id)
 
     def _on_reading(self, sub: Subscription, ts: int, value: float, view: TokenView) -> None:
         st = self._stats.get(sub.id)
