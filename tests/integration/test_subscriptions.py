@@ -562,7 +562,7 @@ def test_unsubscribe_and_restore_after_restart(tmp_path: Path) -> None:
         assert client.delete(f"{base}/{gone['id']}").status_code == 204
         assert client.get(f"{base}/{gone['id']}").status_code == 404
         assert client.delete(f"{base}/{gone['id']}").status_code == 404
-        with env.ws(client) as ws:
+        with env.ws(client) as ws, env.ws(client, f"{kept['id']}/ws") as only_kept:
             env.send(1.0)
             env.send(2.0)
             # in order: were the deleted one still alive, a second 1.0 would come before 2.0
@@ -571,6 +571,12 @@ def test_unsubscribe_and_restore_after_restart(tmp_path: Path) -> None:
                 (kept["id"], 1.0),
                 (kept["id"], 2.0),
             ]
+            assert recv_json(only_kept)["value"] == 1.0
+            assert client.delete(f"{base}/{kept['id']}").status_code == 204
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:  # 2.0 may come first; then the close
+                    recv_json(only_kept)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     finally:
         env.stop()
 

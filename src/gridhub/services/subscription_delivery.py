@@ -71,6 +71,7 @@ class Connection:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(WS_QUEUE))
     dropped: int = 0
+    close_reason: tuple[int, str] = (1008, "token revoked or expired")  # when None is queued
 
     def wants(self, sub: Subscription) -> bool:
         if sub.tenant != self.tenant or sub.token_id != self.token_id:
@@ -132,6 +133,14 @@ class WebSocketHub:
         with self._lock:
             targets = list(self._by_token.get(token_id, ()))
         for conn in targets:
+            conn.push(CLOSE)
+
+    def close_subscription(self, sub: Subscription) -> None:
+        """Unsubscribed: end the connections listening to that subscription alone."""
+        with self._lock:
+            targets = [c for c in self._by_token.get(sub.token_id, ()) if c.subscription == sub.id]
+        for conn in targets:
+            conn.close_reason = (1000, "unsubscribed")
             conn.push(CLOSE)
 
 

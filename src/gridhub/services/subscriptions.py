@@ -239,6 +239,7 @@ class SubscriptionService:
         with self._lock:
             self._store.delete(tenant, sub.id)
             self._unindex(sub)
+        self.ws.close_subscription(sub)
         log.info("subscription %s deleted by token %s", sub.id, who.token_id)
 
     def deliveries(

@@ -241,8 +241,9 @@ async def _serve(websocket: WebSocket, tenant: str, subscription_id: str | None)
                 getter.cancel()
                 break
             item = getter.result()
-            if item is None:  # the token lost its rights
-                await websocket.close(code=POLICY_VIOLATION, reason="token revoked or expired")
+            if item is None:  # the token lost its rights, or the subscription is gone
+                code, reason = conn.close_reason
+                await websocket.close(code=code, reason=reason)
                 break
             await websocket.send_text(item.decode())
     except (WebSocketDisconnect, RuntimeError):
