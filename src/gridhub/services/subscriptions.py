@@ -513,6 +513,8 @@ class SubscriptionService:
             f"gridhub_subscriptions {total}",
             "# TYPE gridhub_subscription_notifications_total counter",
             f"gridhub_subscription_notifications_total {notified}",
+            "# TYPE gridhub_subscription_readings_overflow_total counter",
+            f"gridhub_subscription_readings_overflow_total {self.overflow}",
         ]
         for name, value in self.sender.counts.items():
             metric = f"gridhub_subscription_sends_{name}_total"
