@@ -298,6 +298,13 @@ def test_websocket_needs_a_valid_token(env: Env) -> None:
         with pytest.raises(InvalidStatus) as info:
             connect(url, additional_headers=headers, open_timeout=10)
         assert info.value.response.status_code == 403
+    # a browser cannot set headers: the token may come as a query parameter
+    client, token_id = env.client("dso")
+    secret = client.headers["Authorization"].removeprefix("Bearer ")
+    with connect(f"{url}?token={secret}", open_timeout=10):
+        wait_for(lambda: env.hub.subscriptions.ws.connections(token_id) == 1, what="connection")
+    with pytest.raises(InvalidStatus):  # another tenant's WebSocket
+        connect(url.replace(env.tenant, "elsewhere") + f"?token={secret}", open_timeout=10)
 
 
 # -- MQTT ------------------------------------------------------------------------------------------
