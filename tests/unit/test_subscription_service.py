@@ -161,17 +161,15 @@ def test_one_periodic_per_subscriber_and_series(world: World) -> None:
     world.subscribe(kind=Kind.EVENT, condition=make_condition("above", value=1))  # events: any
 
 
-def test_subscribing_needs_read_rights_now(world: World) -> None:
-    world.clock.now = T0  # irrelevant: creation checks the wall clock against the policy
-    other = Principal("x", "other", "retailer")
-    with pytest.raises(Forbidden):
-        world.service.create(
-            other,
-            "t",
-            NewSubscription(
-                Kind.EVENT, "m1", P, Channel.MQTT, condition=make_condition("above", value=1)
-            ),
-        )
+def test_subscribing_needs_read_rights_now(db: DuckDBDatabase) -> None:
+    world = World(db, policy=lambda *_a: False)  # e.g. no contract with this customer
+    event = NewSubscription(
+        Kind.EVENT, "m1", P, Channel.MQTT, condition=make_condition("above", value=1)
+    )
+    with pytest.raises(Forbidden, match="may not read m1"):
+        world.service.create(world.who, "t", event)
+    with pytest.raises(Forbidden, match="scoped to tenant"):
+        world.service.create(Principal("x", "other", "dso"), "t", event)
 
 
 def test_restored_after_restart(world: World, db: DuckDBDatabase) -> None:
