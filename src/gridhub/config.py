@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     command_max_attempts: int = Field(5, ge=1, le=50, description="timed sends per command")
     command_retry_s: float = Field(30.0, gt=0, description="first resend delay (then doubling)")
     command_retry_max_s: float = Field(600.0, gt=0, description="longest delay between resends")
+    # subscriptions (Q3): limits, webhook retries with exponential backoff
+    subscription_max_per_tenant: int = Field(1000, ge=1, description="subscriptions per tenant")
+    subscription_max_per_token: int = Field(100, ge=1, description="subscriptions per token")
+    subscription_min_period_s: float = Field(1.0, gt=0, description="shortest periodic period")
+    subscription_max_per_minute: int = Field(
+        600, ge=1, description="notifications per subscription per minute; more are dropped"
+    )
+    subscription_max_pending: int = Field(
+        10_000, ge=10, description="MQTT/webhook notifications waiting to be (re)sent"
+    )
+    subscription_retry_s: float = Field(2.0, gt=0, description="first webhook/MQTT retry delay")
+    subscription_retry_max_s: float = Field(300.0, gt=0, description="longest retry delay")
+    subscription_max_attempts: int = Field(8, ge=1, le=50, description="sends per notification")
+    subscription_webhook_timeout_s: float = Field(5.0, gt=0, description="one webhook POST")
+    subscription_webhook_allow_private: bool = Field(
+        False, description="allow webhooks to loopback/private/link-local addresses (lab use)"
+    )
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )

@@ -29,6 +29,7 @@ from gridhub.services.devices import DeviceTypes, MqttCredentials
 from gridhub.services.query import QueryService
 from gridhub.services.reports import ReportService
 from gridhub.services.sql_console import SqlConsole
+from gridhub.services.subscriptions import SubscriptionService, subscription_config
 from gridhub.services.tariffs import TariffService
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.devices_catalog import DevicesCatalog
@@ -38,6 +39,7 @@ from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
 from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
+from gridhub.storage.subscriptions_store import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Hub:
     sql: SqlConsole
     access: AccessControl
     audit: AuditLog
+    subscriptions: SubscriptionService
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -89,6 +92,7 @@ class Hub:
             reader.start()
         if not mqtt:
             self.commands.start(None)  # no transport: commands wait, then expire
+            self.subscriptions.start(None)  # MQTT notifications wait and are retried
             return
         s = self.settings
         url = s.mqtt_url
@@ -132,6 +136,7 @@ class Hub:
         )
         self.publisher.start()
         self.commands.start(self.publisher)
+        self.subscriptions.start(self.publisher)
 
     def reload_broker(self, _files: object = None) -> None:
         """After a credential change: the embedded Mosquitto re-reads its files (SIGHUP)."""
@@ -153,6 +158,7 @@ class Hub:
         self.outages.stop()
         self.pipeline.stop()
         self.commands.stop()
+        self.subscriptions.stop()
         if self.publisher is not None:
             self.publisher.stop()
             self.publisher = None
@@ -202,12 +208,31 @@ def build_hub(settings: Settings) -> Hub:
     access = AccessControl(Directory(access_catalog, registry), registry)
     audit = AuditLog(access_catalog)
     pipeline.add_observer(audit.record_ingest)  # one audit entry per MQTT batch and tenant
+    tokens = TokenService(catalog)
+    subscriptions = SubscriptionService(
+        SubscriptionStore(db),
+        store,
+        registry,
+        tokens,
+        subscription_config(settings),
+        access.may_read,  # every notification passes the one enforcement point
+        on_notify=lambda sub, who, payload: audit.record(
+            sub.tenant,
+            who.token_id,
+            who.stakeholder,
+            "read",
+            f"subscription {sub.id} {sub.device}/{sub.identifier}",
+            "ok",
+            str(payload["delivery"]),
+        ),
+    )
+    pipeline.add_observer(subscriptions.observe)  # new readings of subscribed series
     hub = Hub(
         settings=settings,
         db=db,
         store=store,
         registry=registry,
-        tokens=TokenService(catalog),
+        tokens=tokens,
         pipeline=pipeline,
         query=QueryService(store, registry, access),
         access=access,
@@ -226,6 +251,7 @@ def build_hub(settings: Settings) -> Hub:
             interval_of=lambda tenant, device: _interval_s(device_types, tenant, device),
         ),
         sql=SqlConsole(report_store),
+        subscriptions=subscriptions,
     )
     credentials.on_change = hub.reload_broker
     return hub

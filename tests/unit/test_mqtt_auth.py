@@ -90,6 +90,7 @@ def test_files_name_every_user_explicitly(tmp_path: Path) -> None:
         "user gridhub-hub",
         "topic read gridhub/+/+/events",
         "topic write gridhub/+/+/commands",
+        "topic write gridhub/+/subscriptions/+",
     ]
     assert blocks[1].splitlines() == [
         "user pilot/m1",

@@ -158,7 +158,11 @@ def acl_file(credentials: Iterable[MqttCredential]) -> str:
         out.append("")
         out.append(f"user {cred.username}")
         if cred.role == "hub":
-            out += ["topic read gridhub/+/+/events", "topic write gridhub/+/+/commands"]
+            out += [
+                "topic read gridhub/+/+/events",
+                "topic write gridhub/+/+/commands",
+                "topic write gridhub/+/subscriptions/+",  # subscription notifications (Q3)
+            ]
         else:
             out += [f"topic write {cred.events_topic}", f"topic read {cred.commands_topic}"]
     return "\n".join(out) + "\n"

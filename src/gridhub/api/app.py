@@ -16,6 +16,7 @@ from gridhub.api.routes import (
     ingest,
     query,
     reports,
+    subscriptions,
     tariffs,
     telegrams,
     tenants,
@@ -47,6 +48,7 @@ def create_app(hub: Hub) -> FastAPI:
         commands,
         tariffs,
         reports,
+        subscriptions,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)

@@ -19,6 +19,7 @@ from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import importer, simulate
 from gridhub.cli import outbound as outbound_cmd
+from gridhub.cli import subscriptions as subscriptions_cmd
 from gridhub.cli import topology as topology_cmd
 from gridhub.cli.common import (
     TokenOpt,
@@ -53,6 +54,7 @@ app.add_typer(outbound_cmd.command_app, name="command")
 app.add_typer(outbound_cmd.tariff_app, name="tariff")
 app.add_typer(access_cmd.token_app, name="token")
 app.add_typer(access_cmd.stakeholder_app, name="stakeholder")
+app.add_typer(subscriptions_cmd.subscribe_app, name="subscribe")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", envvar="GRIDHUB_CONFIG", help="TOML settings file")

@@ -277,6 +277,32 @@ MIGRATIONS: tuple[str, ...] = (
         detail VARCHAR NOT NULL
     );
     """,
+    # 8: subscriptions (Q3): what each subscriber asked for, and the webhook delivery log
+    """
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        id VARCHAR PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        token_id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        device VARCHAR NOT NULL,
+        identifier VARCHAR NOT NULL,
+        channel VARCHAR NOT NULL,
+        spec VARCHAR NOT NULL,
+        webhook_url VARCHAR,
+        webhook_secret VARCHAR,
+        created TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS subscription_deliveries (
+        tenant VARCHAR NOT NULL,
+        subscription VARCHAR NOT NULL,
+        delivery VARCHAR NOT NULL,
+        attempt INTEGER NOT NULL,
+        sent TIMESTAMPTZ NOT NULL,
+        outcome VARCHAR NOT NULL,
+        status INTEGER,
+        detail VARCHAR NOT NULL
+    );
+    """,
 )
 
 

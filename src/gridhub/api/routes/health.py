@@ -32,4 +32,8 @@ def ready(hub: HubDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus text metrics", response_class=PlainTextResponse)
 def metrics(hub: HubDep) -> PlainTextResponse:
-    return PlainTextResponse(hub.pipeline.metrics.render() + hub.commands.render_metrics())
+    return PlainTextResponse(
+        hub.pipeline.metrics.render()
+        + hub.commands.render_metrics()
+        + hub.subscriptions.render_metrics()
+    )
