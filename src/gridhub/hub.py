@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
+from gridhub.grid.fault_monitor import FaultMonitor
+from gridhub.grid.luminaire_monitor import LuminaireService
+from gridhub.grid.monitoring import TenantMonitor
 from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
@@ -45,6 +49,7 @@ class Hub:
     query: QueryService
     topologies: TopologyService
     outages: OutageMonitor
+    grid_monitors: list[TenantMonitor[Any, Any]]  # G2 faults, G3 luminaires (on arrival)
     device_types: DeviceTypes
     mqtt_credentials: MqttCredentials
     commands: CommandService
@@ -67,6 +72,8 @@ class Hub:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
         self.pipeline.start()
         self.outages.start()
+        for monitor in self.grid_monitors:
+            monitor.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
         self.meter_readers = [
             MeterReader(source, self.pipeline, self.registry)
@@ -138,6 +145,8 @@ class Hub:
             self.mqtt.stop()
             self.mqtt = None
         self.outages.stop()
+        for monitor in self.grid_monitors:
+            monitor.stop()
         self.pipeline.stop()
         self.commands.stop()
         if self.publisher is not None:
@@ -175,6 +184,12 @@ def build_hub(settings: Settings) -> Hub:
 
     outages = OutageMonitor(topologies, registry, store, write_back)
     pipeline.add_observer(outages.observe)
+    grid_monitors: list[TenantMonitor[Any, Any]] = [
+        FaultMonitor(topologies, registry, store, write_back),
+        LuminaireService(topologies, registry, store, write_back),
+    ]
+    for monitor in grid_monitors:
+        pipeline.add_observer(monitor.observe)
     devices_catalog = DevicesCatalog(db)
     credentials = MqttCredentials(
         devices_catalog, registry, settings.mqtt_auth_dir if settings.mqtt_auth else None
@@ -192,6 +207,7 @@ def build_hub(settings: Settings) -> Hub:
         query=QueryService(store, registry),
         topologies=topologies,
         outages=outages,
+        grid_monitors=grid_monitors,
         device_types=DeviceTypes(devices_catalog, registry),
         mqtt_credentials=credentials,
         commands=commands,
