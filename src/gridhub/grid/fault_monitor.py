@@ -21,12 +21,15 @@ Each new or narrower location is written as ``grid.fault.located`` (level Critic
 ``afterLastSensor`` true when the fault lies after the last sensor), its ``nodes``, ``lines`` and
 ``lengthKm``, the ``reporting``, ``conflicting`` and ``silent`` sensors, ``fault`` (the first
 report's time: it identifies the fault across narrowing alerts) and ``narrows`` (the upstream
-sensor of the coarser location it replaces, if any). After a restart the locator is rebuilt from
-the stored reports of the last ``REPLAY``; re-written locations are the same alerts, stored once.
+sensor of the coarser location it replaces, if any). An alert is written when the location is
+new or narrows, with every report received so far; a later report that only confirms it writes
+nothing. After a restart the locator is rebuilt from the stored reports of the last ``REPLAY``,
+and the locations already written are read back, so only a location that changed is written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -178,6 +181,18 @@ class FaultMonitor(TenantMonitor[_State, Input]):
             for a in stored
             if a.type == FAULT_CURRENT and a.device in state.layout.sensors
         ]
+        # what was written already: the newest location of each fault (not written again)
+        written: dict[datetime, tuple[int, str]] = {}
+        for a in stored:
+            if a.type == FAULT_LOCATED and a.device.startswith("grid:"):
+                try:
+                    facts = json.loads(a.metadata)
+                    fault = datetime.fromisoformat(facts["fault"])
+                    mark = (int(facts.get("sequence", 0)), str(facts["upstreamSensor"]))
+                except (ValueError, KeyError, TypeError):
+                    continue
+                written[fault] = max(written.get(fault, mark), mark)
+        state.published.update({fault: sensor for fault, (_, sensor) in written.items()})
         if reports:
             log.info("tenant %s: fault locator replayed %d reports", tenant, len(reports))
         return self._locate(state, sorted(reports, key=lambda r: r.at))
@@ -189,6 +204,9 @@ class FaultMonitor(TenantMonitor[_State, Input]):
             found = state.locator.report(report)
             if found is not None:
                 latest[found.reported_at] = found
+        last = state.locator.last  # with every report so far (later ones may only confirm it)
+        if last is not None and last.reported_at in latest:
+            latest[last.reported_at] = last
         alerts = []
         for fault, location in latest.items():
             previous = state.published.get(fault)
