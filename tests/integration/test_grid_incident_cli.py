@@ -1,6 +1,6 @@
 """``gridhub simulate incident``, run as an operator would against a running hub: attach sensors
-to the demo grid (CIGRE LV), cause an LV fault and a fused luminaire over HTTP, and find the
-services' alerts at the right place."""
+to the demo grid (CIGRE LV), cause an LV fault, a fused luminaire and an outage over HTTP, and
+find the services' alerts at the right place."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gridhub.domain.registry import Device, Site
+from gridhub.domain.topology import NodeKind
 from gridhub.hub import Hub
 from helpers import Api, gridhub, seed_tenant, wait_for
 
@@ -24,6 +26,12 @@ def _alerts(client: httpx.Client, kind: str) -> list[dict[str, Any]]:
 
 def test_sensors_then_fault_and_luminaire_incidents(hub: Hub, api: Api) -> None:
     token = seed_tenant(hub, tenant=TENANT)
+    hub.registry.register_sites(
+        [Site(TENANT, f"hh{i:03d}", f"Household {i}") for i in range(2, 31)]
+    )
+    hub.registry.register_devices(
+        [Device(TENANT, f"hh{i:03d}-meter", "smart-meter", f"hh{i:03d}") for i in range(2, 31)]
+    )
     env = {"GRIDHUB_URL": api.url, "GRIDHUB_TOKEN": token}
     client = api.client(token)
     imported = client.post(
@@ -54,6 +62,22 @@ def test_sensors_then_fault_and_luminaire_incidents(hub: Hub, api: Api) -> None:
         "pl-bus7",
         "pl-bus9",
     )
+
+    # an outage of the feeder with most households, then its end
+    topology = hub.topologies.get(TENANT)
+    feeder = max(
+        topology.nodes_of_kind(NodeKind.LV_FEEDER),
+        key=lambda f: len(topology.sites_downstream(f)),
+    )
+    assert len(topology.sites_downstream(feeder)) >= 3
+    run("outage", "--node", feeder, "--ago", "2")
+    wait_for(lambda: bool(_alerts(client, "grid.outage.started")), timeout=30, what="an outage")
+    assert all(
+        a["metadata"]["node"] in topology.downstream(feeder)
+        for a in _alerts(client, "grid.outage.started")
+    )
+    run("outage", "--node", feeder, "--restore")
+    wait_for(lambda: bool(_alerts(client, "grid.outage.ended")), timeout=60, what="its end")
 
     refused = gridhub("simulate", "incident", "fault", "--node", "Bus X", "--tenant", TENANT,
                       env=env)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from gridhub.cli.common import DEFAULT_URL, TokenOpt, UrlOpt, api_call, console, err_console
+from gridhub.domain.alert_types import POWER_RESTORED
 from gridhub.domain.topology import Topology
 from gridhub.errors import GridhubError, NotFound
 from gridhub.grid.fault_monitor import LV_SENSOR_TYPE
@@ -109,6 +110,9 @@ def outage(
         float | None, typer.Option(min=0.1, max=1440, help="minutes until supply is back")
     ] = None,
     lost: Annotated[float, typer.Option(min=0, max=0.99, help="share of gasps lost")] = 0.0,
+    restore: Annotated[
+        bool, typer.Option("--restore", help="only the restores, now (end a running outage)")
+    ] = False,
     seed: int = 0,
 ) -> None:
     """Supply lost below NODE: its households' meters send last gasps (and restores)."""
@@ -119,16 +123,15 @@ def outage(
             site_meters.setdefault(d["site"], []).append(d["hardware_id"])
     start = datetime.now(UTC) - timedelta(minutes=ago)
     end = start + timedelta(minutes=restore_after) if restore_after is not None else None
+    if restore:  # the supply comes back now: the gasps were sent before
+        start, end = datetime.now(UTC) - timedelta(minutes=1), datetime.now(UTC)
     where = _node(topology, node)
-    _send(
-        _run(
-            lambda: incidents.outage(topology, where, site_meters, start, end, lost=lost, seed=seed)
-        ),
-        url,
-        tenant,
-        token,
-        mqtt_url,
+    messages = _run(
+        lambda: incidents.outage(topology, where, site_meters, start, end, lost=lost, seed=seed)
     )
+    if restore:
+        messages = [(meter, raw) for meter, raw in messages if POWER_RESTORED.encode() in raw]
+    _send(messages, url, tenant, token, mqtt_url)
 
 
 @app.command("fault")
