@@ -134,9 +134,15 @@ class FaultMonitor(TenantMonitor[_State, Input]):
             if item.alert.type == FAULT_CURRENT:
                 return [FaultReport(device, from_us(item.alert.ts))]
             return []
-        if not item.readings or (watched is not None and device not in watched):
+        if not item.readings or item.tenant is None:
             return []
+        if watched is not None and device not in watched:
+            if not self.is_sensor(item.tenant, device, LV_SENSOR_TYPE):
+                return []
         return _samples(device, item.readings)
+
+    def sensor_of(self, item: Input) -> str:
+        return item.sensor
 
     def configure(self, tenant: str, topology: Topology) -> Hashable:
         sensors = {

@@ -137,10 +137,16 @@ class LuminaireService(TenantMonitor[_State, _Reading]):
         self.rules = rules or LuminaireRules()
 
     def pick(self, item: Prepared, watched: frozenset[str] | None) -> list[_Reading]:
-        device = item.device
-        if not item.readings or device is None or (watched is not None and device not in watched):
+        device, tenant = item.device, item.tenant
+        if not item.readings or device is None or tenant is None:
             return []
+        if watched is not None and device not in watched:
+            if not self.is_sensor(tenant, device, PL_SENSOR_TYPE):
+                return []
         return _readings(device, ((i, ts, v) for i, ts, v in item.readings))
+
+    def sensor_of(self, item: _Reading) -> str:
+        return item.sensor
 
     def configure(self, tenant: str, topology: Topology) -> Hashable:
         sensors = {

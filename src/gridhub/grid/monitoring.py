@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 GRID_DEVICE_TYPE = "grid-node"
 REFRESH_S = 10.0  # how often a tenant's topology and devices are checked for changes
+RECHECK_S = 1.0  # sooner when an input comes from a sensor the state does not know yet
 TICK_S = 30.0  # time passes for the detectors even when nothing arrives
 
 WriteBack = Callable[[str, list[bytes]], None]  # tenant, canonical messages
@@ -167,6 +168,16 @@ class TenantMonitor(ABC, Generic[S, I]):
         """The devices whose readings :meth:`pick` should pass on."""
         return frozenset()
 
+    def sensor_of(self, item: I) -> str | None:
+        """The sensor an input comes from, when the state must know it (a sensor attached
+        while the hub runs is then picked up within a second, not at the next refresh)."""
+        return None
+
+    def is_sensor(self, tenant: str, device: str, kind: str) -> bool:
+        """Whether ``device`` is registered as ``kind`` (cheap: for :meth:`pick`)."""
+        found = self._registry.device(tenant, device)
+        return found is not None and found.device_type == kind
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -209,6 +220,10 @@ class TenantMonitor(ABC, Generic[S, I]):
             try:
                 if inputs:
                     state = self._state(tenant)
+                    watched = self._watched.get(tenant, frozenset())
+                    sensors = {self.sensor_of(i) for i in inputs} - {None}
+                    if not sensors <= watched:
+                        state = self._state(tenant, soon=True)
                     if state is not None:
                         self.publish(tenant, self.feed(tenant, state, inputs))
                 if time.monotonic() >= next_tick:
@@ -224,12 +239,13 @@ class TenantMonitor(ABC, Generic[S, I]):
             if state is not None:
                 self.publish(tenant, self.tick(tenant, state, now))
 
-    def _state(self, tenant: str) -> S | None:
+    def _state(self, tenant: str, *, soon: bool = False) -> S | None:
         """The tenant's state, built (and replayed) on first use and after a change of its
-        topology or configuration (looked at every ``REFRESH_S``); None without one."""
+        topology or configuration (looked at every ``REFRESH_S``, or ``RECHECK_S`` when
+        ``soon``); None without one."""
         now = time.monotonic()
         known = self._tenants.get(tenant)
-        if now - self._checked.get(tenant, -REFRESH_S) < REFRESH_S:
+        if now - self._checked.get(tenant, -REFRESH_S) < (RECHECK_S if soon else REFRESH_S):
             return known.state if known is not None else None
         self._checked[tenant] = now
         try:
