@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from gridhub.access.audit import AuditLog
 from gridhub.access.directory import Directory
@@ -16,6 +17,9 @@ from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
 from gridhub.domain.registry import Device
+from gridhub.grid.fault_monitor import FaultMonitor
+from gridhub.grid.luminaire_monitor import LuminaireService
+from gridhub.grid.monitoring import TenantMonitor
 from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
@@ -55,6 +59,7 @@ class Hub:
     query: QueryService
     topologies: TopologyService
     outages: OutageMonitor
+    grid_monitors: list[TenantMonitor[Any, Any]]  # G2 faults, G3 luminaires (on arrival)
     device_types: DeviceTypes
     mqtt_credentials: MqttCredentials
     commands: CommandService
@@ -83,6 +88,8 @@ class Hub:
         self.audit.start()
         self.pipeline.start()
         self.outages.start()
+        for monitor in self.grid_monitors:
+            monitor.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
         self.meter_readers = [
             MeterReader(source, self.pipeline, self.registry)
@@ -156,6 +163,8 @@ class Hub:
             self.mqtt.stop()
             self.mqtt = None
         self.outages.stop()
+        for monitor in self.grid_monitors:
+            monitor.stop()
         self.pipeline.stop()
         self.commands.stop()
         self.subscriptions.stop()
@@ -195,6 +204,12 @@ def build_hub(settings: Settings) -> Hub:
 
     outages = OutageMonitor(topologies, registry, store, write_back)
     pipeline.add_observer(outages.observe)
+    grid_monitors: list[TenantMonitor[Any, Any]] = [
+        FaultMonitor(topologies, registry, store, write_back),
+        LuminaireService(topologies, registry, store, write_back),
+    ]
+    for monitor in grid_monitors:
+        pipeline.add_observer(monitor.observe)
     devices_catalog = DevicesCatalog(db)
     credentials = MqttCredentials(
         devices_catalog, registry, settings.mqtt_auth_dir if settings.mqtt_auth else None
@@ -239,6 +254,7 @@ def build_hub(settings: Settings) -> Hub:
         audit=audit,
         topologies=topologies,
         outages=outages,
+        grid_monitors=grid_monitors,
         device_types=device_types,
         mqtt_credentials=credentials,
         commands=commands,

@@ -45,7 +45,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(deadletter_app, name="deadletter")
 app.add_typer(topology_cmd.app, name="topology")
 app.command("demo")(demo_cmd.demo)
-app.command("simulate")(simulate.simulate)
+app.add_typer(simulate.simulate_app, name="simulate")  # and simulate incident ...
 app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
 app.add_typer(devices_cmd.mqtt_app, name="mqtt")

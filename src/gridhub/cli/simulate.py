@@ -1,4 +1,5 @@
-"""``gridhub simulate``: a fleet of households sending to a running hub over MQTT or HTTP."""
+"""``gridhub simulate``: a fleet of households sending to a running hub over MQTT or HTTP;
+``gridhub simulate incident ...`` causes grid incidents (:mod:`gridhub.cli.incidents`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from gridhub.adapters.registry_csv import to_registry_csv
+from gridhub.cli import incidents
 from gridhub.cli.common import api_call, console
 from gridhub.sim.fleet import CUSTOM_IDENTIFIERS, Fleet
 from gridhub.sim.transport import HttpPublisher, MqttPublisher, run_live
@@ -38,6 +40,7 @@ def backfill_start(fleet: Fleet, days: int, now: datetime) -> datetime:
 
 
 def simulate(
+    ctx: typer.Context,
     tenant: Annotated[str, typer.Option(help="tenant id")] = "demo",
     households: Annotated[int, typer.Option(min=1, max=99_999)] = 20,
     interval: Annotated[int, typer.Option(min=1, max=900, help="seconds between readings")] = 900,
@@ -63,6 +66,8 @@ def simulate(
     ),
 ) -> None:
     """Simulate households (meter, plugs on whitegoods, boiler) sending canonical messages."""
+    if ctx.invoked_subcommand is not None:
+        return  # ``simulate incident ...``: the fleet options do not apply
     fleet = Fleet(households, seed=seed, zone=timezone, tenant=tenant)
     base = f"{url.rstrip('/')}/api/v1/tenants/{tenant}"
     if register:
@@ -119,3 +124,12 @@ def simulate(
         publisher.close()
     if sent >= 0:
         console.print(f"sent {sent} live messages")
+
+
+simulate_app = typer.Typer(
+    help="Simulate households sending data, or cause grid incidents.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+simulate_app.callback()(simulate)
+simulate_app.add_typer(incidents.app, name="incident")

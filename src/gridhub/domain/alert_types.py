@@ -6,7 +6,11 @@ Devices may send any alert type; these are the ones a grid service acts on or wr
 from __future__ import annotations
 
 __all__ = [
+    "FAULT_CURRENT",
+    "FAULT_LOCATED",
     "LAST_GASP",
+    "LUMINAIRE_FUSED",
+    "LUMINAIRE_REPAIRED",
     "OUTAGE_ENDED",
     "OUTAGE_RELOCATED",
     "OUTAGE_STARTED",
@@ -21,3 +25,11 @@ POWER_RESTORED = "power.restored"
 OUTAGE_STARTED = "grid.outage.started"
 OUTAGE_RELOCATED = "grid.outage.relocated"
 OUTAGE_ENDED = "grid.outage.ended"
+#: an LV sensor saw fault current (distributed fault detection, seed 004 §4.3.2.9.1); optional
+#: ``metadata``: ``currentA`` and ``voltageV`` it measured. The alert's time is the report's.
+FAULT_CURRENT = "fault.current.detected"
+#: written by LV fault location (G2) from ``grid:<upstream node>``: the faulty section
+FAULT_LOCATED = "grid.fault.located"
+#: written by fused-luminaire detection (G3) from ``grid:<segment's upstream node>``
+LUMINAIRE_FUSED = "grid.luminaire.fused"
+LUMINAIRE_REPAIRED = "grid.luminaire.repaired"

@@ -121,6 +121,22 @@ BUILTIN_DEVICE_TYPES: dict[str, DeviceType] = {
         _t("heat-meter", "district heating meter, hourly", 3600, "heating.energy"),
         _t("gas-meter", "gas meter, hourly (M-Bus behind a P1 meter)", 3600, "gas.volume"),
         _t("water-meter", "water meter, hourly", 3600, "water.volume"),
+        _t(
+            "lv-sensor",
+            "LV feeder sensor on a topology node: fault-current alarms (fault.current.detected)"
+            " and voltage/current polled every 10 s (fault location, G2)",
+            10,
+            *(f"{_E}.{q}.rms.{p}" for q in ("voltage", "current") for p in ("l1", "l2", "l3")),
+        ),
+        _t(
+            "pl-sensor",
+            "public-lighting sensor on a topology node: voltage, current and power-factor angle"
+            " of the lighting circuit every minute while lit (fused luminaires, G3)",
+            60,
+            f"{_E}.voltage.rms.l1",
+            f"{_E}.current.rms.l1",
+            f"{_E}.powerFactor.l1",
+        ),
         _t("gateway", "data concentrator or P1 gateway: forwards, reports no series", None),
         _t("grid-node", "a topology node's results from the grid services (grid:<node>)", None),
         _t("unknown", "type not stated at registration", None),

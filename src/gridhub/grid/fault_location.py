@@ -36,6 +36,7 @@ __all__ = [
     "MAX_REPORTS",
     "MAX_SENSORS",
     "DetectionThresholds",
+    "FaultDetector",
     "FaultLocation",
     "FaultLocator",
     "FaultReport",
@@ -133,36 +134,49 @@ def sensor_layout(topology: Topology, sensors: Mapping[str, str]) -> SensorLayou
     return SensorLayout(topology, dict(sensors), paths, frozen)
 
 
+@dataclass
+class FaultDetector:
+    """Centralised detection on arrival: :meth:`sample` takes one polled sample (in time order
+    per sensor) and answers the :class:`FaultReport` it implies, or ``None``. A sensor reports
+    once per fault: again only after a healthy sample."""
+
+    layout: SensorLayout
+    thresholds: DetectionThresholds = field(default_factory=DetectionThresholds)
+    healthy_current: dict[str, float] = field(default_factory=dict)
+    faulted: set[str] = field(default_factory=set)
+
+    def sample(self, sample: SensorSample) -> FaultReport | None:
+        if sample.sensor not in self.layout.sensors:
+            raise InvalidRequest(f"unknown sensor {sample.sensor!r}")
+        if not (math.isfinite(sample.voltage_v) and math.isfinite(sample.current_a)):
+            raise InvalidRequest(f"sensor {sample.sensor!r}: non-finite sample at {sample.at}")
+        t = self.thresholds
+        base = self.healthy_current.get(sample.sensor)
+        current = abs(sample.current_a)
+        sag = sample.voltage_v < t.voltage_sag_pu * t.nominal_v
+        relative = base is not None and base > 0 and current > t.current_ratio * base
+        if current > t.current_a or (relative and sag):
+            if sample.sensor not in self.faulted:
+                self.faulted.add(sample.sensor)
+                return FaultReport(sample.sensor, sample.at)
+            return None
+        self.faulted.discard(sample.sensor)
+        self.healthy_current[sample.sensor] = current
+        return None
+
+
 def detect_faults(
     layout: SensorLayout,
     samples: Iterable[SensorSample],
     thresholds: DetectionThresholds = DetectionThresholds(),
 ) -> list[FaultReport]:
-    """Centralised mode: the reports the polled samples imply, in time order. A sensor reports
-    once per fault: again only after a healthy sample."""
-    healthy_current: dict[str, float] = {}
-    faulted: set[str] = set()
-    reports: list[FaultReport] = []
+    """Centralised mode: the reports the polled samples imply, in time order (a
+    :class:`FaultDetector` run over them)."""
     ordered = sorted(samples, key=lambda s: s.at)
     if len(ordered) > MAX_REPORTS:
         raise InvalidRequest(f"at most {MAX_REPORTS} samples at once")
-    for sample in ordered:
-        if sample.sensor not in layout.sensors:
-            raise InvalidRequest(f"unknown sensor {sample.sensor!r}")
-        if not (math.isfinite(sample.voltage_v) and math.isfinite(sample.current_a)):
-            raise InvalidRequest(f"sensor {sample.sensor!r}: non-finite sample at {sample.at}")
-        base = healthy_current.get(sample.sensor)
-        current = abs(sample.current_a)
-        sag = sample.voltage_v < thresholds.voltage_sag_pu * thresholds.nominal_v
-        relative = base is not None and base > 0 and current > thresholds.current_ratio * base
-        if current > thresholds.current_a or (relative and sag):
-            if sample.sensor not in faulted:
-                faulted.add(sample.sensor)
-                reports.append(FaultReport(sample.sensor, sample.at))
-        else:
-            faulted.discard(sample.sensor)
-            healthy_current[sample.sensor] = abs(sample.current_a)
-    return reports
+    detector = FaultDetector(layout, thresholds)
+    return [r for r in map(detector.sample, ordered) if r is not None]
 
 
 def locate_fault(

@@ -13,6 +13,8 @@ Typical use (what ``gridhub simulate`` and the demo do)::
 
 :mod:`gridhub.sim.fleet` documents what is simulated and the message timing, and
 :mod:`gridhub.sim.profiles` the load, PV, whitegood and boiler models behind the numbers.
+:mod:`gridhub.sim.incidents` causes grid incidents (an outage, an LV fault, a fused luminaire)
+as the devices would report them (``gridhub simulate incident``).
 """
 
 from gridhub.sim.fleet import (
