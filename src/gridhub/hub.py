@@ -13,6 +13,7 @@ from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
 from gridhub.grid.outage_monitor import OutageMonitor
+from gridhub.grid.runs import GridRuns
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
 from gridhub.ingest.meter_reader import MeterReader
@@ -49,6 +50,7 @@ class Hub:
     mqtt_credentials: MqttCredentials
     commands: CommandService
     tariffs: TariffService
+    grid_runs: GridRuns
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -174,6 +176,14 @@ def build_hub(settings: Settings) -> Hub:
         )
 
     outages = OutageMonitor(topologies, registry, store, write_back)
+
+    def write_back_durable(tenant: str, messages: list[bytes]) -> None:
+        """On-demand results: the run answers once they are stored (and readable)."""
+        received = time.time_ns() // 1000
+        envelopes = [Envelope("grid", raw, tenant, received) for raw in messages]
+        for i in range(0, len(envelopes), 5000):
+            _log_refused(pipeline.submit_and_wait(envelopes[i : i + 5000], timeout=120))
+
     pipeline.add_observer(outages.observe)
     devices_catalog = DevicesCatalog(db)
     credentials = MqttCredentials(
@@ -196,6 +206,7 @@ def build_hub(settings: Settings) -> Hub:
         mqtt_credentials=credentials,
         commands=commands,
         tariffs=TariffService(outbound, registry, commands),
+        grid_runs=GridRuns(topologies, registry, store, write_back_durable),
     )
     credentials.on_change = hub.reload_broker
     return hub

@@ -9,6 +9,7 @@ from gridhub.api import errors
 from gridhub.api.routes import (
     commands,
     faults,
+    grid,
     health,
     imports,
     ingest,
@@ -42,6 +43,7 @@ def create_app(hub: Hub) -> FastAPI:
         topology,
         commands,
         tariffs,
+        grid,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)
