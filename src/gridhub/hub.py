@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
+from gridhub.errors import StoreRejected
 from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.runs import GridRuns
 from gridhub.grid.topologies import TopologyService
@@ -178,11 +179,15 @@ def build_hub(settings: Settings) -> Hub:
     outages = OutageMonitor(topologies, registry, store, write_back)
 
     def write_back_durable(tenant: str, messages: list[bytes]) -> None:
-        """On-demand results: the run answers once they are stored (and readable)."""
+        """On-demand results: the run answers once they are stored (and readable); a refused
+        result is a bug of ours, not the caller's, and fails the run."""
         received = time.time_ns() // 1000
         envelopes = [Envelope("grid", raw, tenant, received) for raw in messages]
         for i in range(0, len(envelopes), 5000):
-            _log_refused(pipeline.submit_and_wait(envelopes[i : i + 5000], timeout=120))
+            receipt = pipeline.submit_and_wait(envelopes[i : i + 5000], timeout=120)
+            if receipt.rejected:
+                first = receipt.rejected[0]
+                raise StoreRejected(f"grid result refused: {first.reason} {first.detail}")
 
     pipeline.add_observer(outages.observe)
     devices_catalog = DevicesCatalog(db)

@@ -70,6 +70,29 @@ def _loss_coefficient(topology, fleet: Fleet) -> float:  # type: ignore[no-untyp
 POWER = "electricity.power.active.consumed.total"
 
 
+QUALITY_WEEK = date(2026, 11, 9)  # a Monday
+LOW_SITE = "hh005"
+
+
+def _voltage_week() -> list[bytes]:
+    """A week of 10-minute voltages of one meter: phase 1 sags to 200 V (−13 %) every evening
+    from 17:00 to 23:00 (a quarter of the week outside ±10 %), phases 2 and 3 are fine."""
+    start = _day_start(QUALITY_WEEK)
+    out = []
+    for i in range(7 * 144):
+        at = start + timedelta(minutes=10 * i)
+        evening = 17 <= at.astimezone(ZONE).hour < 23
+        values = {
+            "electricity.voltage.rms.l1": 200.0 if evening else 229.0,
+            "electricity.voltage.rms.l2": 231.0,
+            "electricity.voltage.rms.l3": 228.5,
+        }
+        msg = {"hardwareId": f"{LOW_SITE}-meter", "type": "DeviceMeasurements",
+               "request": {"measurements": values, "eventDate": at.isoformat()}}  # fmt: skip
+        out.append(json.dumps(msg).encode())
+    return out
+
+
 @pytest.fixture(scope="module")
 def grid_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, str, str]]:
     """A hub with 16 households on CIGRE LV, node meters, 2 days of history (the second with
@@ -110,6 +133,9 @@ def grid_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, st
                 hub.pipeline.submit_and_wait(
                     [Envelope("sim", raw, TENANT, received) for _hw, raw in batch], timeout=120
                 )
+        hub.pipeline.submit_and_wait(
+            [Envelope("sim", raw, TENANT, received) for raw in _voltage_week()], timeout=120
+        )
         _r, dso = hub.tokens.create(TENANT, "dso", "grid operator")
         server.start()
         yield hub, server.url, dso
@@ -225,6 +251,26 @@ def test_quality_says_quarter_hour_data_cannot_be_judged(dso: httpx.Client) -> N
     result = _post(dso, "quality", {"week_start": monday.isoformat()})
     assert result["points"] == 3 * HOUSEHOLDS
     assert result["insufficient_data"] == result["points"]
+
+
+def test_quality_fails_the_sagging_phase_and_alerts_its_node(
+    grid_hub: tuple[Hub, str, str], dso: httpx.Client
+) -> None:
+    hub, _url, _token = grid_hub
+    result = _post(dso, "quality", {"week_start": QUALITY_WEEK.isoformat()})
+    status = {r["connection_point"]: r["status"] for r in result["reports"]}
+    assert status[f"{LOW_SITE}:l1"] == "not_compliant"
+    assert status[f"{LOW_SITE}:l2"] == status[f"{LOW_SITE}:l3"] == "compliant"
+    assert result["insufficient_data"] == 3 * HOUSEHOLDS - 3  # silent meters are reported
+    node = hub.topologies.get(TENANT).site_node(LOW_SITE)
+    alerts = _items(
+        dso.get(f"/api/v1/tenants/{TENANT}/alerts", params={"device": f"grid:{node}"}).json()
+    )
+    [failed] = [a for a in alerts if a["type"] == "grid.quality.failed"]
+    metadata = failed["metadata"]
+    metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
+    assert metadata["site"] == LOW_SITE and metadata["phase"] == "l1"
+    assert metadata["shareInBand"] == pytest.approx(0.75, abs=0.01)
 
 
 def test_forecast_and_balancing_per_node(dso: httpx.Client) -> None:

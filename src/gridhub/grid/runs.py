@@ -176,6 +176,8 @@ class GridRuns:
             series.append((sub, period.start, _loss_values(report)))
             if report.level != "ok":
                 alerts.append((sub, _loss_alarm(report, period)))
+        if substation is not None and skipped:
+            raise InvalidRequest(f"substation {substation!r}: {skipped[0][1]}")
         written = self.write(tenant, topology, series, alerts)
         return LossRun(period, tuple(reports), tuple(skipped), written)
 
@@ -374,10 +376,10 @@ class GridRuns:
         for site, meters in sorted(data.site_meters(wanted).items()):
             for phase, identifier in enumerate(VOLTAGES, 1):
                 point = f"{site}:l{phase}"
+                nominal[point] = nominal_v  # a silent meter is reported, as insufficient_data
                 for meter in meters:
                     for p in data.points(meter, identifier, start, end, Resolution.RAW):
                         samples.append(VoltageSample(point, p.ts, p.value))
-                        nominal[point] = nominal_v
         reports = weekly_reports(start, samples, nominal)
         alerts = []
         for i, report in enumerate(r for r in reports if r.status == "not_compliant"):
