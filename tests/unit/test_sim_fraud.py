@@ -32,13 +32,13 @@ def _values(raw: bytes) -> dict[str, float]:
 def test_bypass_and_node_meters_against_the_honest_messages() -> None:
     fleet = Fleet(2, seed=3, tenant="t")
     start = datetime(2026, 3, 2, tzinfo=UTC)
-    honest = [m for b in Fleet(2, seed=3, tenant="t").batches(start, start + timedelta(hours=6), 900)
-              for m in b]  # fmt: skip
+    end = start + timedelta(hours=6)
+    honest = [m for b in Fleet(2, seed=3, tenant="t").batches(start, end, 900) for m in b]
     sites = {"hh001": ["hh001-meter"], "hh002": ["hh002-meter"]}
     total = NodeMeter("ss-meter", _grid(), "ss", sites, loss_coefficient=0.01)
     head = NodeMeter("a-meter", _grid(), "a", sites)
     per_tick = len(fleet.devices())
-    batches = fleet.batches(start, start + timedelta(hours=6), 900, batch_size=per_tick * 4)
+    batches = fleet.batches(start, end, 900, batch_size=per_tick * 4)
     sent = [m for b in fraudulent(batches, [Bypass("hh001-meter", 0.7)], [total, head]) for m in b]
     truth = [_values(raw) for hw, raw in honest if hw == "hh001-meter"]
     cheat = [_values(raw) for hw, raw in sent if hw == "hh001-meter"]
