@@ -211,7 +211,9 @@ def build_hub(settings: Settings) -> Hub:
         mqtt_credentials=credentials,
         commands=commands,
         tariffs=TariffService(outbound, registry, commands),
-        grid_runs=GridRuns(topologies, registry, store, write_back_durable),
+        grid_runs=GridRuns(
+            topologies, registry, store, write_back_durable, horizon_s=settings.max_future_s
+        ),
     )
     credentials.on_change = hub.reload_broker
     return hub

@@ -282,6 +282,14 @@ def test_forecast_and_balancing_per_node(dso: httpx.Client) -> None:
     units = {u["unit"]: u for u in balanced["units"]}
     assert units[SUBSTATION]["level"] == "lv" and balanced["slots"] == 96
     assert units["top"]["distance_kw"] <= units["top"]["max_gap_kw"] + 1e-9
+    # tomorrow (the default): what lies beyond the hub's 24 h horizon is counted, not written
+    ahead = _post(dso, "balancing", {})
+    written = ahead["written"]
+    substations = [u for u in ahead["units"] if u["level"] in ("lv", "mv")]
+    assert written["beyond_horizon"] > 0
+    assert written["series_values"] + written["beyond_horizon"] == 2 * ahead["slots"] * len(
+        substations
+    )
 
 
 def test_who_may_run_and_precise_refusals(grid_hub: tuple[Hub, str, str]) -> None:

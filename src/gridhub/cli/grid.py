@@ -45,6 +45,10 @@ def _period(day: str | None, start: str | None, end: str | None) -> dict[str, An
 def _written(answer: dict[str, Any]) -> None:
     w = answer["written"]
     console.print(f"written back: {w['series_values']:,} series values, {w['alerts']} alerts")
+    if w["beyond_horizon"]:
+        err_console.print(
+            f"[yellow]{w['beyond_horizon']:,} values not written: beyond the hub's horizon[/yellow]"
+        )
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

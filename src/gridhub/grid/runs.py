@@ -54,6 +54,7 @@ class Written:
     series: int = 0
     alerts: int = 0
     devices: list[str] = field(default_factory=list)
+    beyond_horizon: int = 0  # series values not written: further ahead than the hub accepts
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,19 @@ class GridRuns:
     """The on-demand services of one hub (see the module doc)."""
 
     def __init__(
-        self, topologies: TopologyService, registry: Registry, store: Store, write: WriteBack
+        self,
+        topologies: TopologyService,
+        registry: Registry,
+        store: Store,
+        write: WriteBack,
+        *,
+        horizon_s: float = 86_400.0,
     ) -> None:
         self._topologies = topologies
         self._registry = registry
         self._store = store
         self._write = write
+        self.horizon = timedelta(seconds=horizon_s) - timedelta(minutes=1)  # the hub's max_future_s
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -91,9 +99,14 @@ class GridRuns:
         alerts: Sequence[tuple[str, bytes]] = (),
     ) -> Written:
         """Write ``(node, at, {identifier: value})`` series and ``(node, alert bytes)`` alerts
-        of ``grid:<node>`` devices, registering the identifiers and devices first."""
+        of ``grid:<node>`` devices, registering the identifiers and devices first. Values
+        further ahead than the hub accepts (``max_future_s``) are counted, not written."""
+        limit = datetime.now(UTC) + self.horizon
+        ahead = [item for item in series if item[1] > limit]
+        series = [item for item in series if item[1] <= limit]
+        beyond = sum(len(v) for _n, _a, v in ahead)
         if not series and not alerts:
-            return Written()
+            return Written(beyond_horizon=beyond)
         self._registry.ensure_identifiers(tenant, IDENTIFIERS)
         nodes = {node for node, _at, _v in series} | {node for node, _raw in alerts}
         known = {d.hardware_id for d in self._registry.devices(tenant)}
@@ -108,9 +121,8 @@ class GridRuns:
         messages = [series_message(grid_device(n), at, v) for n, at, v in series if v]
         messages += [raw for _node, raw in alerts]
         self._write(tenant, messages)
-        return Written(
-            sum(len(v) for _n, _a, v in series), len(alerts), sorted(grid_device(n) for n in nodes)
-        )
+        devices = sorted(grid_device(n) for n in nodes)
+        return Written(sum(len(v) for _n, _a, v in series), len(alerts), devices, beyond)
 
     # -- G4 losses and fraud -----------------------------------------------------------------
 

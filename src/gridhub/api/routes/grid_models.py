@@ -74,10 +74,13 @@ class WrittenOut(BaseModel):
     series_values: int
     alerts: int
     devices: list[str]
+    beyond_horizon: int = Field(description="values not written: too far ahead for the hub")
 
 
 def _written(w: Written) -> WrittenOut:
-    return WrittenOut(series_values=w.series, alerts=w.alerts, devices=w.devices)
+    return WrittenOut(
+        series_values=w.series, alerts=w.alerts, devices=w.devices, beyond_horizon=w.beyond_horizon
+    )
 
 
 class Suspect(BaseModel):
