@@ -15,6 +15,7 @@ from gridhub.config import Settings
 from gridhub.errors import StoreRejected
 from gridhub.grid.outage_monitor import OutageMonitor
 from gridhub.grid.runs import GridRuns
+from gridhub.grid.schedule import GridSchedule
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
 from gridhub.ingest.meter_reader import MeterReader
@@ -57,6 +58,7 @@ class Hub:
     publisher: MqttPublisher | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
+    grid_schedule: GridSchedule | None = None  # periodic grid runs (settings.grid_schedule)
 
     def ensure_admin_token(self) -> str | None:
         """Create the installation's admin token on first start; return its secret once."""
@@ -70,6 +72,8 @@ class Hub:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
         self.pipeline.start()
         self.outages.start()
+        if self.grid_schedule is not None:
+            self.grid_schedule.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
         self.meter_readers = [
             MeterReader(source, self.pipeline, self.registry)
@@ -141,6 +145,8 @@ class Hub:
             self.mqtt.stop()
             self.mqtt = None
         self.outages.stop()
+        if self.grid_schedule is not None:
+            self.grid_schedule.stop()
         self.pipeline.stop()
         self.commands.stop()
         if self.publisher is not None:
@@ -216,6 +222,8 @@ def build_hub(settings: Settings) -> Hub:
         ),
     )
     credentials.on_change = hub.reload_broker
+    if settings.grid_schedule:
+        hub.grid_schedule = GridSchedule(hub.grid_runs, registry)
     return hub
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from gridhub.domain.registry import Device, Tenant
 from gridhub.domain.topology import DeviceAttachment
 from gridhub.grid.households import attach_households
 from gridhub.grid.losses import BalanceInput, energy_balance, sections
+from gridhub.grid.schedule import GridSchedule
 from gridhub.grid.topology_import import reference_network
 from gridhub.grid.topology_json import topology_to_json
 from gridhub.hub import Hub, build_hub
@@ -330,3 +331,21 @@ def test_cli_prints_the_losses_table(grid_hub: tuple[Hub, str, str], tmp_path: P
     refused = gridhub("grid", "forecast", "--tenant", TENANT, "--hours", "30", "--url", url,
                       "--token", token)  # fmt: skip
     assert refused.returncode != 0
+
+
+def test_the_schedule_runs_the_days_losses_forecast_and_the_weeks_quality(
+    grid_hub: tuple[Hub, str, str], dso: httpx.Client
+) -> None:
+    hub, _url, _token = grid_hub
+    monday = datetime.combine(QUALITY_WEEK + timedelta(days=7), time(1, 30), ZONE)
+    schedule = GridSchedule(hub.grid_runs, hub.registry, clock=lambda: monday)
+    ran = {(job.tenant, job.service, job.key) for job in schedule.tick()}
+    assert ran == {
+        (TENANT, "forecast", monday.date()),
+        (TENANT, "losses", monday.date() - timedelta(days=1)),
+        (TENANT, "quality", QUALITY_WEEK),
+    }
+    assert schedule.tick() == []  # done once per period
+    node = hub.topologies.get(TENANT).site_node(LOW_SITE)
+    alerts = dso.get(f"/api/v1/tenants/{TENANT}/alerts", params={"device": f"grid:{node}"})
+    assert any(a["type"] == "grid.quality.failed" for a in _items(alerts.json()))
