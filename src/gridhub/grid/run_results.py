@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridhub.domain.messages import (
     AlertRequest,
@@ -23,6 +23,11 @@ from gridhub.domain.messages import (
     MeasurementsRequest,
     encode,
 )
+from gridhub.grid.outage_monitor import grid_device
+
+if TYPE_CHECKING:
+    from gridhub.grid.losses import LossReport
+    from gridhub.grid.run_inputs import Period
 
 __all__ = [
     "BAD_DATA",
@@ -32,6 +37,9 @@ __all__ = [
     "QUALITY_FAILED",
     "RECONFIGURATION_PROPOSED",
     "alert_message",
+    "loss_alarm",
+    "loss_values",
+    "with_missing",
     "result_owner",
     "series_message",
 ]
@@ -87,3 +95,61 @@ def alert_message(
     facts = {**metadata, "owner": result_owner(kind)}
     request = AlertRequest(kind, level, text[:1000], eventDate=_when(at), metadata=facts)  # type: ignore[arg-type]
     return encode(DeviceAlert(device, request))
+
+
+def with_missing(report: LossReport, missing: list[str]) -> LossReport:
+    """The report with the sites the store had too few readings of among its missing ones."""
+    from dataclasses import replace
+
+    extra = tuple(s for s in missing if s not in report.missing_sites)
+    return replace(report, missing_sites=report.missing_sites + extra) if extra else report
+
+
+def loss_values(report: LossReport) -> dict[str, float]:
+    """G4's series on ``grid:<substation>`` (kWh over the period, stamped at its start)."""
+    return {
+        "grid.energy.in": report.energy_in_kwh,
+        "grid.energy.metered": report.metered_kwh,
+        "grid.losses.technical": report.technical_losses_kwh,
+        "grid.losses.unexplained": report.unexplained_kwh,
+        "grid.losses.unexplained.std": report.unexplained_std_kwh,
+    }
+
+
+def loss_alarm(report: LossReport, period: Period) -> bytes:
+    """The ``grid.losses.alarm`` of a significant imbalance: ranked suspects in metadata, so an
+    inspector knows which feeder to walk first."""
+    facts = {
+        "substation": report.substation,
+        "periodStart": period.start.isoformat(),
+        "periodEnd": period.end.isoformat(),
+        "energyInKwh": report.energy_in_kwh,
+        "meteredKwh": report.metered_kwh,
+        "technicalLossesKwh": report.technical_losses_kwh,
+        "unexplainedKwh": report.unexplained_kwh,
+        "unexplainedStdKwh": report.unexplained_std_kwh,
+        "unexplainedFraction": report.unexplained_fraction,
+        "missingSites": list(report.missing_sites[:50]),
+        "suspects": [
+            {
+                "rank": rank,
+                "section": s.section,
+                "method": s.method,
+                "score": s.score,
+                "unexplainedKwh": s.unexplained_kwh,
+                "voltageResidualPu": s.voltage_residual_pu,
+                "sites": s.sites,
+            }
+            for rank, s in enumerate(report.suspects, 1)
+        ],
+    }
+    first = report.suspects[0].section if report.suspects else "none"
+    text = (
+        f"{report.unexplained_kwh:.1f} kWh unexplained at {report.substation} "
+        f"({report.unexplained_fraction:.1%} of the energy in, "
+        f"{report.unexplained_kwh / report.unexplained_std_kwh:.1f}σ); most suspect: {first}"
+    )
+    level = "Critical" if report.level == "critical" else "Warning"
+    return alert_message(
+        grid_device(report.substation), period.end, LOSSES_ALARM, level, text, facts
+    )

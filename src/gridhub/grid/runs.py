@@ -29,11 +29,13 @@ from gridhub.grid.run_results import (
     BAD_DATA,
     DEMAND_RESPONSE_PLAN,
     IDENTIFIERS,
-    LOSSES_ALARM,
     QUALITY_FAILED,
     RECONFIGURATION_PROPOSED,
     alert_message,
+    loss_alarm,
+    loss_values,
     series_message,
+    with_missing,
 )
 from gridhub.grid.topologies import TopologyService
 from gridhub.storage.base import Store
@@ -183,11 +185,11 @@ class GridRuns:
                 meter_at=meter_at,
             )
             report = energy_balance(topology, balance, settings or LossSettings())
-            report = _with_missing(report, missing)
+            report = with_missing(report, missing)
             reports.append(report)
-            series.append((sub, period.start, _loss_values(report)))
+            series.append((sub, period.start, loss_values(report)))
             if report.level != "ok":
-                alerts.append((sub, _loss_alarm(report, period)))
+                alerts.append((sub, loss_alarm(report, period)))
         if substation is not None and skipped:
             raise InvalidRequest(f"substation {substation!r}: {skipped[0][1]}")
         written = self.write(tenant, topology, series, alerts)
@@ -468,60 +470,6 @@ def _substation_meter(
     if found:
         return found, "mv" if topology.node(substation).vn_kv > 1.0 else "lv"
     return None, "lv"
-
-
-def _with_missing(report: Any, missing: list[str]) -> Any:
-    from dataclasses import replace
-
-    extra = tuple(s for s in missing if s not in report.missing_sites)
-    return replace(report, missing_sites=report.missing_sites + extra) if extra else report
-
-
-def _loss_values(report: Any) -> dict[str, float]:
-    return {
-        "grid.energy.in": report.energy_in_kwh,
-        "grid.energy.metered": report.metered_kwh,
-        "grid.losses.technical": report.technical_losses_kwh,
-        "grid.losses.unexplained": report.unexplained_kwh,
-        "grid.losses.unexplained.std": report.unexplained_std_kwh,
-    }
-
-
-def _loss_alarm(report: Any, period: Period) -> bytes:
-    facts = {
-        "substation": report.substation,
-        "periodStart": period.start.isoformat(),
-        "periodEnd": period.end.isoformat(),
-        "energyInKwh": report.energy_in_kwh,
-        "meteredKwh": report.metered_kwh,
-        "technicalLossesKwh": report.technical_losses_kwh,
-        "unexplainedKwh": report.unexplained_kwh,
-        "unexplainedStdKwh": report.unexplained_std_kwh,
-        "unexplainedFraction": report.unexplained_fraction,
-        "missingSites": list(report.missing_sites[:50]),
-        "suspects": [
-            {
-                "rank": rank,
-                "section": s.section,
-                "method": s.method,
-                "score": s.score,
-                "unexplainedKwh": s.unexplained_kwh,
-                "voltageResidualPu": s.voltage_residual_pu,
-                "sites": s.sites,
-            }
-            for rank, s in enumerate(report.suspects, 1)
-        ],
-    }
-    first = report.suspects[0].section if report.suspects else "none"
-    text = (
-        f"{report.unexplained_kwh:.1f} kWh unexplained at {report.substation} "
-        f"({report.unexplained_fraction:.1%} of the energy in, "
-        f"{report.unexplained_kwh / report.unexplained_std_kwh:.1f}σ); most suspect: {first}"
-    )
-    level = "Critical" if report.level == "critical" else "Warning"
-    return alert_message(
-        grid_device(report.substation), period.end, LOSSES_ALARM, level, text, facts
-    )
 
 
 def _metered_loads(topology: Topology, sites: dict[str, MeterEnergy]) -> Topology:
