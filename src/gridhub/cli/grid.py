@@ -8,6 +8,7 @@ as ``grid:<node>`` series and alerts either way (docs/grid-services-running.md).
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -22,13 +23,15 @@ DayOpt = Annotated[str | None, typer.Option("--day", help="local day YYYY-MM-DD"
 FromOpt = Annotated[str | None, typer.Option("--from", help="start, ISO with offset")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="end, ISO with offset")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the raw JSON answer")]
+RUN_WAIT_S = float(os.environ.get("GRIDHUB_GRID_TIMEOUT", "320"))
 
 
 def _post(url: str, token: str, tenant: str, service: str, body: dict[str, Any]) -> Any:
+    """POST a run; the hub bounds runs at 300 s, so the client waits a little longer than
+    ``api_call``'s usual 60 s (``GRIDHUB_GRID_TIMEOUT`` changes it)."""
     endpoint = f"{url.rstrip('/')}/api/v1/tenants/{tenant}/grid/{service}"
-    answer = api_call(
-        "POST", endpoint, token, json={k: v for k, v in body.items() if v is not None}
-    )
+    payload = {k: v for k, v in body.items() if v is not None}
+    answer = api_call("POST", endpoint, token, json=payload, timeout=RUN_WAIT_S)
     if isinstance(answer, dict) and "detail" in answer and "written" not in answer:
         err_console.print(f"[red]refused:[/red] {answer['detail']}")
         raise typer.Exit(1)
