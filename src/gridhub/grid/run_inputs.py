@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -208,8 +208,3 @@ class GridData:
                 if state.identifier == identifier and math.isfinite(state.value):
                     out[device] = state.value
         return out
-
-
-def mean_of(values: Mapping[str, MeterEnergy]) -> float:
-    """Sum of the sites' mean kW (a helper for the substation-less services)."""
-    return math.fsum(v.mean_kw for v in values.values())
