@@ -35,7 +35,10 @@ pytestmark = pytest.mark.integration
 
 TENANT = "linear"
 ZONE = ZoneInfo("Europe/Brussels")
-HONEST, FRAUD = date(2026, 11, 18), date(2026, 11, 19)
+TODAY = datetime.now(ZONE).date()
+HONEST, FRAUD = TODAY - timedelta(days=2), TODAY - timedelta(days=1)  # recent: forecasts need it
+# a day of quarter-hour data in the last completed week, for the quality service to refuse
+SPARSE = TODAY - timedelta(days=TODAY.weekday() + 5)
 SUBSTATION, LV_BUSBAR = "bus1", "bus2"
 THIEF = "hh003"  # on bus17
 HOUSEHOLDS = 16
@@ -71,7 +74,7 @@ def _loss_coefficient(topology, fleet: Fleet) -> float:  # type: ignore[no-untyp
 POWER = "electricity.power.active.consumed.total"
 
 
-QUALITY_WEEK = date(2026, 11, 9)  # a Monday
+QUALITY_WEEK = TODAY - timedelta(days=TODAY.weekday() + 21)  # a Monday, three weeks back
 LOW_SITE = "hh005"
 
 
@@ -127,7 +130,8 @@ def grid_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, st
         node_meters += [NodeMeter(hw, topology, n, site_meters) for n, hw in heads.items()]
         received = int(datetime.now(ZONE).timestamp() * 1e6)
         per_tick = len(fleet.devices())
-        for day, bypasses in ((HONEST, []), (FRAUD, [Bypass(f"{THIEF}-meter", 0.7)])):
+        days = ((SPARSE, []), (HONEST, []), (FRAUD, [Bypass(f"{THIEF}-meter", 0.7)]))
+        for day, bypasses in days:
             start = _day_start(day)
             batches = fleet.batches(start, start + timedelta(days=1), 900, batch_size=per_tick * 8)
             for batch in fraudulent(batches, bypasses, node_meters):
@@ -248,10 +252,12 @@ def test_demand_response_plans_from_the_latest_appliance_powers(dso: httpx.Clien
 
 
 def test_quality_says_quarter_hour_data_cannot_be_judged(dso: httpx.Client) -> None:
-    monday = HONEST - timedelta(days=HONEST.weekday())
+    monday = SPARSE - timedelta(days=SPARSE.weekday())
     result = _post(dso, "quality", {"week_start": monday.isoformat()})
     assert result["points"] == 3 * HOUSEHOLDS
     assert result["insufficient_data"] == result["points"]
+    share = [r["intervals_with_data"] for r in result["reports"]]
+    assert min(share) > 0  # every meter has its day of data in the week, still not judged
 
 
 def test_quality_fails_the_sagging_phase_and_alerts_its_node(
@@ -279,9 +285,10 @@ def test_forecast_and_balancing_per_node(dso: httpx.Client) -> None:
     assert len(forecast["consumption_kw"][SUBSTATION]) == 24
     assert all(v >= 0 for v in forecast["consumption_kw"][SUBSTATION])
     assert forecast["written"]["series_values"] >= 24
-    balanced = _post(dso, "balancing", {"day": (FRAUD + timedelta(days=1)).isoformat()})
+    balanced = _post(dso, "balancing", {"day": TODAY.isoformat()})
     units = {u["unit"]: u for u in balanced["units"]}
-    assert units[SUBSTATION]["level"] == "lv" and balanced["slots"] == 96
+    quarters = (_day_start(TODAY + timedelta(days=1)) - _day_start(TODAY)) // timedelta(minutes=15)
+    assert units[SUBSTATION]["level"] == "lv" and balanced["slots"] == quarters
     assert units["top"]["distance_kw"] <= units["top"]["max_gap_kw"] + 1e-9
     # tomorrow (the default): what lies beyond the hub's 24 h horizon is counted, not written
     ahead = _post(dso, "balancing", {})
@@ -297,7 +304,7 @@ def test_who_may_run_and_precise_refusals(grid_hub: tuple[Hub, str, str]) -> Non
     hub, url, _token = grid_hub
     _r, researcher = hub.tokens.create(TENANT, "researcher", "r")
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {researcher}"}) as c:
-        refused = c.post(f"/api/v1/tenants/{TENANT}/grid/losses", json={"day": "2026-11-18"})
+        refused = c.post(f"/api/v1/tenants/{TENANT}/grid/losses", json={"day": str(HONEST)})
         assert refused.status_code == 403
     _r, dso = hub.tokens.create(TENANT, "dso", "d")
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {dso}"}) as c:
@@ -349,3 +356,14 @@ def test_the_schedule_runs_the_days_losses_forecast_and_the_weeks_quality(
     node = hub.topologies.get(TENANT).site_node(LOW_SITE)
     alerts = dso.get(f"/api/v1/tenants/{TENANT}/alerts", params={"device": f"grid:{node}"})
     assert any(a["type"] == "grid.quality.failed" for a in _items(alerts.json()))
+
+
+def test_pv_forecast_of_the_exporting_sites_is_zero_at_night(dso: httpx.Client) -> None:
+    answer = _post(dso, "forecast", {"hours": 24, "latitude": 50.85, "longitude": 4.35})
+    pv = answer["production_kw"][SUBSTATION]  # hh001-hh003 below bus1 export at midday
+    start = datetime.fromisoformat(answer["start"])
+    assert len(pv) == 96 and max(pv) > 0
+    for i, value in enumerate(pv):
+        hour = (start + timedelta(minutes=15 * i)).astimezone(ZONE).hour
+        if hour < 6 or hour >= 19:  # November in Brussels: dark
+            assert value == 0.0

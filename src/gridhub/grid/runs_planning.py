@@ -56,7 +56,8 @@ def _history(data: GridData, meters: list[str], identifier: str, end: datetime) 
 def _site_forecasts(
     data: GridData, sites: Sequence[str], days: list[date], now: datetime, pv: Any
 ) -> tuple[dict[date, dict[str, Any]], dict[date, dict[str, Any]]]:
-    """Per day: site → consumption forecast, site → PV forecast (sites that export)."""
+    """Per day: site → consumption forecast, site → PV forecast (sites that export). A site
+    is in for every day or for none (its history is too old or absent)."""
     from gridhub.grid.forecast import forecast_consumption, forecast_pv
 
     meters = data.site_meters(sites)
@@ -68,11 +69,21 @@ def _site_forecasts(
         load = _history(data, meters[site], POWER, now)
         if load.empty:
             continue
+        try:  # a site without recent history is left out, not the whole run
+            found = {d: forecast_consumption(load, d, target=site, tz=data.zone) for d in days}
+        except InvalidRequest:
+            continue
+        for day, f in found.items():
+            consumption[day][site] = f
         exported = _history(data, meters[site], INJECTED, now)
-        for day in days:
-            consumption[day][site] = forecast_consumption(load, day, target=site, tz=data.zone)
-            if pv is not None and not exported.empty and float(exported.max()) > 0:
-                production[day][site] = forecast_pv(exported, day, pv, target=site, tz=data.zone)
+        if pv is None or exported.empty or float(exported.max()) <= 0:
+            continue
+        try:  # PV needs exports in the 3 days before each day
+            solar = {d: forecast_pv(exported, d, pv, target=site, tz=data.zone) for d in days}
+        except InvalidRequest:
+            continue
+        for day, f in solar.items():
+            production[day][site] = f
     return consumption, production
 
 
