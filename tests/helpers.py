@@ -109,3 +109,14 @@ def gridhub(
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def stakeholder_token(hub: Hub, tenant: str, kind: str, name: str = "test") -> str:
+    """A token acting for a new stakeholder of ``kind`` (dso, retailer, …): what it reads
+    follows the kind's default rights (docs/access.md)."""
+    from gridhub.domain.access import Kind
+
+    existing = {s.id for s in hub.access.directory.stakeholders(tenant)}
+    sid = next(f"{kind}-{i}" for i in range(1, 10_000) if f"{kind}-{i}" not in existing)
+    stakeholder = hub.access.directory.create_stakeholder(tenant, sid, Kind(kind), name)
+    return hub.tokens.create(tenant, kind, name, stakeholder=stakeholder.id)[1]

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="one HTTP body")
     max_batch_messages: int = Field(10_000, ge=1, description="messages in one HTTP batch")
     max_future_s: float = Field(86_400.0, ge=0, description="how far ahead an eventDate may be")
+    grid_schedule: bool = Field(
+        False, description="run losses, forecasts and quality periodically (grid/schedule.py)"
+    )
     # the pipeline: a bounded buffer between sources and the store's batch writer
     buffer_rows: int = Field(500_000, ge=1000, description="readings held before backpressure")
     batch_rows: int = Field(50_000, ge=1, description="most readings in one store write")

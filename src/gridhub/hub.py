@@ -17,10 +17,13 @@ from gridhub.access.mqtt_auth import HUB_USERNAME
 from gridhub.access.tokens import ADMIN, TokenService
 from gridhub.config import Settings
 from gridhub.domain.registry import Device
+from gridhub.errors import StoreRejected
 from gridhub.grid.fault_monitor import FaultMonitor
 from gridhub.grid.luminaire_monitor import LuminaireService
 from gridhub.grid.monitoring import TenantMonitor
 from gridhub.grid.outage_monitor import OutageMonitor
+from gridhub.grid.runs import GridRuns
+from gridhub.grid.schedule import GridSchedule
 from gridhub.grid.topologies import TopologyService
 from gridhub.ingest.embedded_broker import EmbeddedBroker, MosquittoAuth, MosquittoTls
 from gridhub.ingest.meter_reader import MeterReader
@@ -69,11 +72,13 @@ class Hub:
     access: AccessControl
     audit: AuditLog
     subscriptions: SubscriptionService
+    grid_runs: GridRuns
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
+    grid_schedule: GridSchedule | None = None  # periodic grid runs (settings.grid_schedule)
 
     def ensure_admin_token(self) -> str | None:
         """Create the installation's admin token on first start; return its secret once."""
@@ -90,6 +95,8 @@ class Hub:
         self.outages.start()
         for monitor in self.grid_monitors:
             monitor.start()
+        if self.grid_schedule is not None:
+            self.grid_schedule.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
         self.meter_readers = [
             MeterReader(source, self.pipeline, self.registry)
@@ -165,6 +172,8 @@ class Hub:
         self.outages.stop()
         for monitor in self.grid_monitors:
             monitor.stop()
+        if self.grid_schedule is not None:
+            self.grid_schedule.stop()
         self.pipeline.stop()
         self.commands.stop()
         self.subscriptions.stop()
@@ -203,6 +212,18 @@ def build_hub(settings: Settings) -> Hub:
         )
 
     outages = OutageMonitor(topologies, registry, store, write_back)
+
+    def write_back_durable(tenant: str, messages: list[bytes]) -> None:
+        """On-demand results: the run answers once they are stored (and readable); a refused
+        result is a bug of ours, not the caller's, and fails the run."""
+        received = time.time_ns() // 1000
+        envelopes = [Envelope(GRID_SOURCE, raw, tenant, received) for raw in messages]
+        for i in range(0, len(envelopes), 5000):
+            receipt = pipeline.submit_and_wait(envelopes[i : i + 5000], timeout=120)
+            if receipt.rejected:
+                first = receipt.rejected[0]
+                raise StoreRejected(f"grid result refused: {first.reason} {first.detail}")
+
     pipeline.add_observer(outages.observe)
     grid_monitors: list[TenantMonitor[Any, Any]] = [
         FaultMonitor(topologies, registry, store, write_back),
@@ -268,8 +289,13 @@ def build_hub(settings: Settings) -> Hub:
         ),
         sql=SqlConsole(report_store),
         subscriptions=subscriptions,
+        grid_runs=GridRuns(
+            topologies, registry, store, write_back_durable, horizon_s=settings.max_future_s
+        ),
     )
     credentials.on_change = hub.reload_broker
+    if settings.grid_schedule:
+        hub.grid_schedule = GridSchedule(hub.grid_runs, registry)
     return hub
 
 

@@ -11,6 +11,7 @@ from gridhub.api.routes import (
     access,
     commands,
     faults,
+    grid,
     health,
     imports,
     ingest,
@@ -49,6 +50,7 @@ def create_app(hub: Hub) -> FastAPI:
         tariffs,
         reports,
         subscriptions,
+        grid,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)

@@ -63,8 +63,9 @@ def load_settings(config: Path | None, **overrides: Any) -> Settings:
 def api_call(method: str, url: str, token: str, **kwargs: Any) -> Any:
     """Call a running hub's API; print its error and exit non-zero when it refuses."""
     headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+    timeout = kwargs.pop("timeout", 60.0)  # long-running calls (grid runs) pass their own
     try:
-        response = httpx.request(method, url, headers=headers, timeout=60.0, **kwargs)
+        response = httpx.request(method, url, headers=headers, timeout=timeout, **kwargs)
     except httpx.HTTPError as exc:
         err_console.print(f"[red]cannot reach {url}:[/red] {exc}")
         raise typer.Exit(1) from None

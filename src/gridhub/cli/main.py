@@ -17,6 +17,7 @@ from gridhub.cli import access as access_cmd
 from gridhub.cli import demo as demo_cmd
 from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
+from gridhub.cli import grid as grid_cmd
 from gridhub.cli import importer, simulate
 from gridhub.cli import outbound as outbound_cmd
 from gridhub.cli import subscriptions as subscriptions_cmd
@@ -44,6 +45,7 @@ deadletter_app = typer.Typer(help="Inspect rejected messages.", no_args_is_help=
 app.add_typer(import_app, name="import")
 app.add_typer(deadletter_app, name="deadletter")
 app.add_typer(topology_cmd.app, name="topology")
+app.add_typer(grid_cmd.app, name="grid")
 app.command("demo")(demo_cmd.demo)
 app.add_typer(simulate.simulate_app, name="simulate")  # and simulate incident ...
 app.command("gateway")(gateway_cmd.gateway)
