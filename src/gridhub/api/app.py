@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from gridhub import __version__
 from gridhub.access.audit import AuditMiddleware
 from gridhub.api import errors
+from gridhub.api.body_limit import BodyLimitMiddleware
 from gridhub.api.routes import (
     access,
     commands,
@@ -60,4 +61,5 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(access.router)
     app.include_router(access.admin_router)
     app.add_middleware(AuditMiddleware, audit=hub.audit)  # one audit entry per /api request
+    app.add_middleware(BodyLimitMiddleware)  # outermost: before anything reads a body
     return app

@@ -154,6 +154,7 @@ BUILTIN_SPECS: tuple[Spec, ...] = (
             _p("tariffId", _S, True),
             _p("kind", _S, True, "tou or network"),
             _p("day", _S, True, "local calendar day, YYYY-MM-DD"),
+            _p("timezone", _S, False, "IANA zone of the day and its periods' local times"),
             _p("currency", _S, True),
             _p("unit", _S, True, "e.g. EUR/kWh"),
             _p("periods", _J, True, "[{start, end, price, label}]"),

@@ -127,6 +127,12 @@ class TariffService:
             except InvalidRequest as exc:
                 raise InvalidRequest(f"day {d.day}: {exc}") from None
         sites = self._sites(tenant, target)
+        devices = sum(len(self._registry.devices(tenant, site=site)) for site in sites)
+        if devices * len(days) > MAX_DEVICES:  # checked before anything is built
+            raise InvalidRequest(
+                f"{len(days)} days × {devices} devices is {devices * len(days)} commands; "
+                f"at most {MAX_DEVICES} per request (send fewer days at once)"
+            )
         now = datetime.now(UTC)
         tariffs: list[Tariff] = []
         invocations: list[Invocation] = []
@@ -153,6 +159,8 @@ class TariffService:
                 "tariffId": tariff.id,
                 "kind": kind.value,
                 "day": d.day.isoformat(),
+                # periods are local times: the zone lets a device place them on DST days
+                "timezone": zone.key,
                 "currency": currency,
                 "unit": unit,
                 "periods": [asdict(p) for p in d.periods],
