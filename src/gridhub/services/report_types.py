@@ -64,7 +64,7 @@ class WhitegoodCycle:
     ``configured_at``, ``deadline`` and ``program`` come from the ``whitegood.configured`` alert
     (or the start's copy of them), ``started_at`` from ``whitegood.started``; any may be ``None``
     when that alert was lost or the cycle has not started yet. ``run`` is the run found in the
-    plug's power that holds the start, if any.
+    plug's power that the start began, if any.
     """
 
     configured_at: datetime | None

@@ -31,6 +31,9 @@ LOOKBACK = timedelta(days=1)  # a cycle started today may have been configured y
 MAX_ALERTS = 1000  # per device and report: a machine reports a few cycles a day
 MAX_TEXT = 100  # longest program name kept; longer is cut
 MAX_TIME_TEXT = 64
+# a run starts at most this long after the reported start: a quarter-hour that only holds the
+# first minutes of a low-power fill phase stays under the run threshold, the next one does not
+MATCH = timedelta(minutes=15)
 
 
 @dataclass(slots=True)
@@ -75,7 +78,8 @@ def pair(
 
     A cycle belongs to the span of its start, or of its configuration while it has not started.
     Repeated alerts (a resent backfill) collapse into one cycle. ``runs`` (from the plug's
-    power) are matched to the cycle whose start they hold.
+    power) are matched to the cycle they follow: the first run not over by the start that begins
+    at most :data:`MATCH` after it (two cycles close together may share one run).
     """
     cycles: dict[object, _Cycle] = {}
     for alert in sorted(alerts, key=lambda a: a.ts):
@@ -101,7 +105,8 @@ def pair(
             continue
         run = None
         if c.started_at is not None:
-            run = next((r for r in runs if r.start <= c.started_at < r.end), None)
+            begun = c.started_at
+            run = next((r for r in runs if r.end > begun and r.start <= begun + MATCH), None)
         local = [t.astimezone(zone) if t else None for t in (c.configured_at, c.deadline)]
         started = c.started_at.astimezone(zone) if c.started_at else None
         out.append((anchor, WhitegoodCycle(local[0], local[1], c.program, started, run)))
