@@ -102,3 +102,30 @@ def test_another_households_customer_sees_no_cycles(hub: Hub, api: Api) -> None:
     admin_view = admin.get(f"{T}/reports/timelines/{mine}", params={"day": DAY}).json()
     assert own.json()["whitegoods"] == admin_view["whitegoods"]
     assert client.get(f"{T}/reports/timelines/{other}", params={"day": DAY}).status_code == 403
+
+
+def test_the_overview_leaves_routine_cycle_reports_out_of_recent_alerts(hub: Hub, api: Api) -> None:
+    fleet = Fleet(2, seed=2, zone=ZONE.key, tenant="linear")
+    hub.registry.create_tenant(Tenant("linear", "Linear", ZONE.key))
+    hub.registry.ensure_identifiers("linear", CUSTOM_IDENTIFIERS)
+    hub.registry.register_sites(fleet.sites())
+    hub.registry.register_devices(fleet.devices())
+    client = api.client(hub.tokens.create("linear", "admin", "test")[1])
+    start, end = day_bounds(DAY, ZONE)
+    raws = [raw for batch in fleet.batches(start, end, 900) for _, raw in batch]
+    cycle_reports = sum(b'"whitegood.' in raw for raw in raws)
+    assert cycle_reports > 0
+    overload = {
+        "hardwareId": "hh001-meter",
+        "type": "DeviceAlert",
+        "request": {"type": "meter.overload", "level": "Warning", "eventDate": end.isoformat()},
+    }
+    for lo in range(0, len(raws), 2000):
+        body = b"[" + b",".join(raws[lo : lo + 2000]) + b"]"
+        response = client.post(
+            f"{T}/events", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+    assert client.post(f"{T}/events", json=[overload]).status_code == 200
+    recent = client.get(f"{T}/reports/overview").json()["recent_alerts"]
+    assert [a["type"] for a in recent] == ["meter.overload"]

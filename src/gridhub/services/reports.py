@@ -40,7 +40,7 @@ from gridhub.services.report_types import (
     Timelines,
     Whitegood,
 )
-from gridhub.services.whitegood_cycles import device_cycles
+from gridhub.services.whitegood_cycles import CYCLE_REPORTS, device_cycles
 from gridhub.storage.base import AlertQuery, Store
 from gridhub.storage.registry import Registry
 from gridhub.storage.reports import ReportStore
@@ -429,7 +429,7 @@ class ReportService:
         alerts = self._store.alerts(AlertQuery(tenant, limit=200))
         if scope is not None:
             alerts = scope.alerts(alerts)
-        alerts = alerts[:20]
+        alerts = [a for a in alerts if a.type not in CYCLE_REPORTS][:20]  # status, not alarms
         now = datetime.now(UTC)
         recent = self._reports.readings_since(tenant, now - timedelta(seconds=INGEST_WINDOW_S))
         pipeline = None

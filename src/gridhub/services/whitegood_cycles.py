@@ -23,10 +23,11 @@ from gridhub.access.scope import ReadScope
 from gridhub.services.report_types import Run, WhitegoodCycle
 from gridhub.storage.base import AlertQuery, Store, StoredAlert
 
-__all__ = ["CONFIGURED", "LOOKBACK", "STARTED", "device_cycles", "pair"]
+__all__ = ["CONFIGURED", "CYCLE_REPORTS", "LOOKBACK", "STARTED", "device_cycles", "pair"]
 
 CONFIGURED = "whitegood.configured"
 STARTED = "whitegood.started"
+CYCLE_REPORTS = frozenset({CONFIGURED, STARTED})  # routine status: the overview leaves them out
 LOOKBACK = timedelta(days=1)  # a cycle started today may have been configured yesterday
 MAX_ALERTS = 1000  # per device and report: a machine reports a few cycles a day
 MAX_TEXT = 100  # longest program name kept; longer is cut
