@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,54 @@ def test_device_timelines_hold_the_api_values(browser: Any, dashboard: Dashboard
     rows = page.locator("#runs tr").count() - 1
     assert rows == sum(max(1, len(w["runs"])) for w in runs["whitegoods"])
     screenshot(page, "device-timelines")
+
+
+def _shown_at(iso: str | None, day: str) -> str:
+    """How the timelines page writes a time: HH:MM on its day, MM-DD HH:MM on another."""
+    if iso is None:
+        return "–"
+    return iso[11:16] if iso[:10] == day else f"{iso[5:10]} {iso[11:16]}"
+
+
+def test_whitegood_cycles_show_the_apis_configuration_deadline_program_and_start(
+    browser: Any, dashboard: Dashboard
+) -> None:
+    day = str(dashboard.day)
+    plugs = sorted(
+        {d["site"] for d in dashboard.get(f"{LINEAR}/devices") if d["device_type"] == "smart-plug"}
+    )
+    for site in plugs:  # the first household whose appliances reported a cycle that day
+        api = dashboard.get(f"{LINEAR}/reports/timelines/{site}", day=day)
+        cycles = [(w, c) for w in api["whitegoods"] for c in w["cycles"]]
+        if cycles:
+            break
+    else:
+        pytest.fail(f"no household reported a whitegood cycle on {day}")
+    # the API holds what the simulated appliances sent (seed 000 §IV), not just anything
+    assert all(c["configured_at"] and c["deadline"] and c["program"] for _, c in cycles)
+    for _, c in cycles:
+        moments = [
+            datetime.fromisoformat(c[k]) for k in ("configured_at", "started_at", "deadline")
+        ]
+        assert moments[0] <= moments[1] < moments[2]
+    page = login(browser, dashboard)
+    open_page(page, dashboard, f"/ui/devices?site={site}&day={day}")
+    rows = page.locator("#cycles tr.cycle")
+    assert rows.count() == len(cycles)
+    for i, (w, c) in enumerate(cycles):
+        cells = rows.nth(i).locator("td").all_text_contents()
+        run = c["run"]
+        assert cells == [
+            w["appliance"],
+            w["device"],
+            c["program"],
+            _shown_at(c["configured_at"], day),
+            _shown_at(c["deadline"], day),
+            _shown_at(c["started_at"], day),
+            _shown_at(run["end"], day) if run else "–",
+            f"{run['energy_kwh']:.3f}" if run else "–",
+        ], (site, i)
+    screenshot(page, "whitegood-cycles")
 
 
 def test_aggregates_page_equals_the_api(browser: Any, dashboard: Dashboard) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "Run",
     "Timelines",
     "Whitegood",
+    "WhitegoodCycle",
 ]
 
 
@@ -57,10 +58,28 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class WhitegoodCycle:
+    """One cycle as the smart appliance reported it (seed 000 §IV), with the run it caused.
+
+    ``configured_at``, ``deadline`` and ``program`` come from the ``whitegood.configured`` alert
+    (or the start's copy of them), ``started_at`` from ``whitegood.started``; any may be ``None``
+    when that alert was lost or the cycle has not started yet. ``run`` is the run found in the
+    plug's power that the start began, if any.
+    """
+
+    configured_at: datetime | None
+    deadline: datetime | None
+    program: str | None
+    started_at: datetime | None
+    run: Run | None
+
+
+@dataclass(frozen=True, slots=True)
 class Whitegood:
     device: str
     appliance: str
     runs: list[Run]
+    cycles: list[WhitegoodCycle]
 
 
 @dataclass(frozen=True, slots=True)

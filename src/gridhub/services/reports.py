@@ -40,6 +40,7 @@ from gridhub.services.report_types import (
     Timelines,
     Whitegood,
 )
+from gridhub.services.whitegood_cycles import CYCLE_REPORTS, device_cycles
 from gridhub.storage.base import AlertQuery, Store
 from gridhub.storage.registry import Registry
 from gridhub.storage.reports import ReportStore
@@ -228,11 +229,11 @@ class ReportService:
         plugs = [(d, POWER) for d in devices if d.device_type == "smart-plug"]
         found = self._aligned_many(tenant, boiler_ids + plugs, start, end, grid, scope)
         boilers = [s for s in found if s.identifier != POWER]
-        whitegoods = [
-            Whitegood(s.device, s.appliance, _runs(grid, s.values, zone.key))
-            for s in found
-            if s.identifier == POWER
-        ]
+        whitegoods = []
+        for s in (s for s in found if s.identifier == POWER):
+            runs = _runs(grid, s.values, zone.key)
+            cycles = device_cycles(self._store, tenant, s.device, start, end, zone, runs, scope)
+            whitegoods.append(Whitegood(s.device, s.appliance, runs, cycles))
         return Timelines(
             tenant=tenant,
             site=site.id,
@@ -428,7 +429,7 @@ class ReportService:
         alerts = self._store.alerts(AlertQuery(tenant, limit=200))
         if scope is not None:
             alerts = scope.alerts(alerts)
-        alerts = alerts[:20]
+        alerts = [a for a in alerts if a.type not in CYCLE_REPORTS][:20]  # status, not alarms
         now = datetime.now(UTC)
         recent = self._reports.readings_since(tenant, now - timedelta(seconds=INGEST_WINDOW_S))
         pipeline = None

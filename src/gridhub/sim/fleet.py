@@ -19,9 +19,11 @@ Meters report, per tick ``t`` of an interval ``dt``: mean consumed and injected 
 ``[t, t + dt)`` (kW, net of PV self-consumption), the consumed-energy register at the instant
 ``t`` (kWh; so ``register(t + dt) - register(t) = consumed(t) * dt / 3600``), and three phase
 voltages. Plugs report their appliance's mean power; boilers their element's mean power, state of
-charge (%) and temperature (°C). Ticks are the multiples of ``dt`` since the Unix epoch, which
-for every ``dt`` dividing 900 s puts one on each local midnight: 96 per day at 15 min, 92 and
-100 on DST days. ``eventDate`` is local time with its UTC offset.
+charge (%) and temperature (°C). Each plug's smart whitegood also reports its cycles, as
+``whitegood.configured`` / ``whitegood.started`` alerts after the measurements of the tick whose
+interval holds them (:mod:`gridhub.sim.whitegoods`). Ticks are the multiples of ``dt`` since the
+Unix epoch, which for every ``dt`` dividing 900 s puts one on each local midnight: 96 per day at
+15 min, 92 and 100 on DST days. ``eventDate`` is local time with its UTC offset.
 
 Why it is fast: a local day is cut into windows of at most 3,600 ticks, and each window is
 computed for the whole fleet in numpy (cached, so live mode pays once per window); the only
@@ -50,6 +52,7 @@ from gridhub.domain.messages import DeviceMeasurements, MeasurementsRequest, enc
 from gridhub.domain.registry import Device, Site
 from gridhub.domain.validation import to_us
 from gridhub.sim import profiles as pf
+from gridhub.sim import whitegoods as wg
 
 POWER = "electricity.power.active.consumed.total"
 INJECTED = "electricity.power.active.injected.total"
@@ -67,7 +70,7 @@ WINDOW_TICKS = 3600
 UNKNOWN_IDENTIFIER = "sim.unknown.identifier"
 _REGISTER_ORIGIN_S = 1_420_070_400  # 2015-01-01T00:00Z: the register estimate grows from here
 # the purpose word of each random stream's seed (0 is the households', in profiles)
-_DAY, _NOISE, _BOILER, _WEATHER, _GAPS, _OUTAGE, _BAD = range(1, 8)
+_DAY, _NOISE, _BOILER, _WEATHER, _GAPS, _OUTAGE, _BAD, _WHITEGOOD = range(1, 9)
 
 GapWindow = tuple[datetime, datetime] | tuple[datetime, datetime, str]
 
@@ -166,6 +169,7 @@ class Fleet:
         self._specs: list[_Spec] = []
         self._plugs: list[tuple[int, int, str]] = []  # (column, household, appliance)
         self._boilers: list[int] = []  # household of each boiler
+        self._plug_device: dict[tuple[int, str], int] = {}  # (household, appliance) -> device
         meters, boilers = [], []
         for h, home in enumerate(self.households):
             site, owned = home.site.id, home.site.appliance_types
@@ -175,13 +179,16 @@ class Fleet:
                 self._plugs.append(
                     (self._add(name, "smart-plug", site, PLUG_IDENTIFIERS), h, appliance)
                 )
+                self._plug_device[h, appliance] = len(self._specs) - 1
             if "boiler" in owned:
                 boilers.append(self._add(f"{site}-boiler", "boiler", site, BOILER_IDENTIFIERS))
                 self._boilers.append(h)
         self._meter_cols = np.array(meters, dtype=np.int64)
         self._boiler_cols = np.array(boilers, dtype=np.int64)
         self._trail: tuple[np.ndarray, np.ndarray] | None = None  # last slice: ticks, registers
-        self._cache: dict[str, dict[Any, Any]] = {k: {} for k in ("day", "plan", "boiler", "win")}
+        self._cache: dict[str, dict[Any, Any]] = {
+            k: {} for k in ("day", "plan", "boiler", "win", "events")
+        }
 
     def _add(self, hardware_id: str, kind: str, site: str, names: tuple[str, ...]) -> int:
         first = self._specs[-1].last if self._specs else 0
@@ -273,6 +280,21 @@ class Fleet:
             return np.array(factors)[:, None], cycles
 
         return _memo(self._cache["plan"], day, make)
+
+    def _events(self, day: date) -> list[wg.Event]:
+        """The smart whitegoods' configured/started alerts of a day, in time order."""
+
+        def make() -> list[wg.Event]:
+            cycles, events = self._plan(day)[1], []
+            for (h, appliance), device in self._plug_device.items():
+                which = list(pf.PLUG_SUFFIX).index(appliance)
+                rng = self._rng(_WHITEGOOD, self.households[h].index, day.toordinal(), which)
+                runs = cycles[h].get(appliance, [])
+                hardware_id = self._specs[device].hardware_id
+                events += wg.cycle_events(rng, hardware_id, device, appliance, runs, self.zone)
+            return sorted(events, key=lambda e: (e.at_s, e.device))
+
+        return _memo(self._cache["events"], day, make)
 
     def _boiler_day(self, day: date) -> tuple[float, dict[str, np.ndarray]]:
         """(start, {"soc", "heat"}) of every boiler over one boiler day (05:00 to 06:00)."""
@@ -461,8 +483,10 @@ class Fleet:
         """Messages of ``[start, end)`` as lists of ``(hardwareId, canonical JSON bytes)``.
 
         One message per device per tick, in time order (devices in ``devices()`` order within a
-        tick), at most ``batch_size`` per list. ``gap_rate``: probability a device's reading is
-        missing at a tick; ``outage_rate``: probability a device is silent for one 1-6 h window
+        tick, then the whitegood alerts of the tick's interval), at most ``batch_size``
+        measurements per list (alerts ride along: a multiple of the device count is whole
+        ticks). ``gap_rate``: probability a device's reading (and its alerts) is missing at a
+        tick; ``outage_rate``: probability a device is silent for one 1-6 h window
         of a day; ``gap_windows``: explicit silent spans for everyone, a site or a device.
         ``malformed_rate``: probability a message is replaced by a broken one, the kinds taken
         in ``MALFORMED_CYCLE`` order. Arguments are checked now; values are made lazily.
@@ -483,7 +507,7 @@ class Fleet:
         self, first: int, count: int, dt: int, opts: _Options
     ) -> Iterator[list[tuple[str, bytes]]]:
         out: list[tuple[str, bytes]] = []
-        broken = 0
+        broken = filled = 0  # filled: measurements in ``out``
         specs = [(s.hardware_id, s.names, s.first, s.last) for s in self._specs]
         for day, k, a, b in self._slices(first, count, dt):
             window = self._window(day, k, dt)
@@ -494,6 +518,7 @@ class Fleet:
             if opts.malformed_rate > 0:
                 rng = self._rng(_BAD, day.toordinal(), k, dt)
                 bad = rng.random((window.times.size, len(specs)))[a:b] < opts.malformed_rate
+            events = wg.by_tick(self._events(day), window.times[a:b].tolist(), dt)
             for j in range(b - a):
                 row = values[j].tolist()  # per row: a 1 s window as Python floats is ~200 MB
                 event_date = window.dates[a + j]
@@ -511,8 +536,16 @@ class Fleet:
                     else:
                         payload = encode(msg)
                     out.append((hardware_id, payload))
-                    if len(out) >= opts.batch_size:
+                    filled += 1
+                    if filled >= opts.batch_size:
                         yield out
-                        out = []
+                        out, filled = [], 0
+                # then the tick's appliance events (lost if the device is silent); they do not
+                # count towards batch_size, so batches of whole ticks stay whole ticks
+                out += [
+                    (e.hardware_id, e.payload)
+                    for e in events[j]
+                    if skip is None or not skip[e.device]
+                ]
         if out:
             yield out

@@ -75,7 +75,7 @@ def household(
 
 @router.get(
     "/tenants/{tenant}/reports/timelines/{site}",
-    summary="Boiler state of charge and temperature, whitegood runs (R2)",
+    summary="Boiler state of charge and temperature, whitegood cycles and runs (R2)",
 )
 def timelines(tenant: str, site: str, hub: HubDep, who: PrincipalDep, day: date) -> Timelines:
     return hub.reports.timelines(tenant, site, day, scope=_scope(hub, who, tenant))

@@ -260,8 +260,19 @@ pages.devices = async () => {
       series: data.boilers.map((s) => ({ label: `${s.device} ${s.identifier.split(".").pop()}`, unit: s.unit, values: s.values, scale: s.identifier.endsWith("temperature") ? "y2" : "y" })),
     });
   } else content().append(h("p", { class: "muted", id: "boiler-chart" }, "this household has no boiler"));
-  content().append(h("h2", {}, "Whitegoods"),
-    h("p", { class: "muted" }, "Runs found in each plug's quarter-hour power (above 0.05 kW). Configuration time, deadline and program appear when the appliance reports them; these plugs report power only."),
+  // a time of the page's day as HH:MM, another day's as MM-DD HH:MM (deadlines past midnight)
+  const at = (iso) => (iso == null ? "–" : iso.slice(0, 10) === day ? fmtTime(iso) : `${iso.slice(5, 10)} ${fmtTime(iso)}`);
+  const cycles = data.whitegoods.flatMap((w) => w.cycles.map((c) => ({ w, c })));
+  content().append(h("h2", {}, "Whitegood cycles"),
+    h("p", { class: "muted" }, "What each smart appliance reported: when the user configured it, the deadline set, the program and the actual start; end and energy from the run its plug measured."),
+    cycles.length
+      ? h("table", { id: "cycles" }, h("tr", {}, ["appliance", "device", "program", "configured", "deadline", "start", "end", "energy kWh"].map((c) => h("th", {}, c))),
+        cycles.map(({ w, c }) => h("tr", { class: "cycle" }, h("td", {}, w.appliance), h("td", {}, w.device), h("td", { class: "program" }, c.program ?? "–"),
+          h("td", { class: "configured" }, at(c.configured_at)), h("td", { class: "deadline" }, at(c.deadline)), h("td", { class: "started" }, at(c.started_at)),
+          h("td", { class: "end" }, c.run ? at(c.run.end) : "–"), h("td", { class: "num" }, c.run ? fmtNum(c.run.energy_kwh) : "–"))))
+      : h("p", { class: "muted", id: "cycles" }, "no appliance reported a cycle this day"));
+  content().append(h("h2", {}, "Whitegood runs"),
+    h("p", { class: "muted" }, "Runs found in each plug's quarter-hour power (above 0.05 kW), also for appliances that report nothing themselves."),
     h("table", { id: "runs" }, h("tr", {}, ["appliance", "device", "start", "end", "energy kWh", "peak kW"].map((c) => h("th", {}, c))),
       data.whitegoods.flatMap((w) => w.runs.length
         ? w.runs.map((r) => h("tr", {}, h("td", {}, w.appliance), h("td", {}, w.device), h("td", {}, fmtTime(r.start)), h("td", {}, fmtTime(r.end)), h("td", { class: "num" }, fmtNum(r.energy_kwh)), h("td", { class: "num" }, fmtNum(r.peak_kw))))
