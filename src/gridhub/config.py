@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     command_max_attempts: int = Field(5, ge=1, le=50, description="timed sends per command")
     command_retry_s: float = Field(30.0, gt=0, description="first resend delay (then doubling)")
     command_retry_max_s: float = Field(600.0, gt=0, description="longest delay between resends")
+    # market hub (O4): webhooks to retailer platforms
+    market_webhook_workers: int = Field(16, ge=1, le=256, description="parallel webhook calls")
+    market_webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="per webhook call")
+    market_webhook_attempts: int = Field(8, ge=1, le=50, description="calls per webhook at most")
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )

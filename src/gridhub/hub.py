@@ -22,12 +22,16 @@ from gridhub.ingest.validate import Envelope, Limits
 from gridhub.outbound.mqtt_publisher import MqttPublisher
 from gridhub.services.commands import CommandService, command_config
 from gridhub.services.devices import DeviceTypes, MqttCredentials
+from gridhub.services.market_flows import MarketService
 from gridhub.services.query import QueryService
 from gridhub.services.tariffs import TariffService
+from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
+from gridhub.storage.market_readings import MarketReadings
+from gridhub.storage.market_store import MarketStore
 from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
 
@@ -49,6 +53,7 @@ class Hub:
     mqtt_credentials: MqttCredentials
     commands: CommandService
     tariffs: TariffService
+    market: MarketService
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -67,6 +72,7 @@ class Hub:
         """Start the writer, and MQTT ingest (an embedded broker if no URL is configured)."""
         self.pipeline.start()
         self.outages.start()
+        self.market.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
         self.meter_readers = [
             MeterReader(source, self.pipeline, self.registry)
@@ -139,6 +145,7 @@ class Hub:
             self.mqtt = None
         self.outages.stop()
         self.pipeline.stop()
+        self.market.stop()
         self.commands.stop()
         if self.publisher is not None:
             self.publisher.stop()
@@ -181,13 +188,31 @@ def build_hub(settings: Settings) -> Hub:
     )
     outbound = OutboundStore(db)
     commands = CommandService(outbound, registry, command_config(settings))
+    tariffs = TariffService(outbound, registry, commands)
+    tokens = TokenService(catalog)
+    # market hub (O4); after merging access: directory=ContractsMarketDirectory(access.directory)
+    market = MarketService(
+        MarketStore(db),
+        MarketReadings(db),
+        registry,
+        topologies,
+        tokens,
+        tariffs,
+        commands,
+        outbound,
+        webhook_config=WebhookConfig(
+            workers=settings.market_webhook_workers,
+            timeout_s=settings.market_webhook_timeout_s,
+            max_attempts=settings.market_webhook_attempts,
+        ),
+    )
     pipeline.add_observer(commands.observe)  # acks and devices heard from
     hub = Hub(
         settings=settings,
         db=db,
         store=store,
         registry=registry,
-        tokens=TokenService(catalog),
+        tokens=tokens,
         pipeline=pipeline,
         query=QueryService(store, registry),
         topologies=topologies,
@@ -195,7 +220,8 @@ def build_hub(settings: Settings) -> Hub:
         device_types=DeviceTypes(devices_catalog, registry),
         mqtt_credentials=credentials,
         commands=commands,
-        tariffs=TariffService(outbound, registry, commands),
+        tariffs=tariffs,
+        market=market,
     )
     credentials.on_change = hub.reload_broker
     return hub

@@ -12,6 +12,7 @@ from gridhub.api.routes import (
     health,
     imports,
     ingest,
+    market,
     query,
     tariffs,
     telegrams,
@@ -42,6 +43,7 @@ def create_app(hub: Hub) -> FastAPI:
         topology,
         commands,
         tariffs,
+        market,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)

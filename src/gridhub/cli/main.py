@@ -16,7 +16,7 @@ import typer
 from gridhub.cli import demo as demo_cmd
 from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
-from gridhub.cli import importer, simulate
+from gridhub.cli import importer, market_sim, simulate
 from gridhub.cli import outbound as outbound_cmd
 from gridhub.cli import topology as topology_cmd
 from gridhub.cli.common import (
@@ -43,7 +43,10 @@ app.add_typer(import_app, name="import")
 app.add_typer(deadletter_app, name="deadletter")
 app.add_typer(topology_cmd.app, name="topology")
 app.command("demo")(demo_cmd.demo)
-app.command("simulate")(simulate.simulate)
+simulate_app = typer.Typer(invoke_without_command=True, help="Simulate households or the market.")
+simulate_app.callback()(simulate.simulate)
+simulate_app.command("market")(market_sim.market)
+app.add_typer(simulate_app, name="simulate")
 app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
 app.add_typer(devices_cmd.mqtt_app, name="mqtt")

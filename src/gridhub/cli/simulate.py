@@ -38,6 +38,7 @@ def backfill_start(fleet: Fleet, days: int, now: datetime) -> datetime:
 
 
 def simulate(
+    ctx: typer.Context,
     tenant: Annotated[str, typer.Option(help="tenant id")] = "demo",
     households: Annotated[int, typer.Option(min=1, max=99_999)] = 20,
     interval: Annotated[int, typer.Option(min=1, max=900, help="seconds between readings")] = 900,
@@ -62,7 +63,12 @@ def simulate(
         "Europe/Brussels"
     ),
 ) -> None:
-    """Simulate households (meter, plugs on whitegoods, boiler) sending canonical messages."""
+    """Simulate households (meter, plugs on whitegoods, boiler) sending canonical messages.
+
+    ``gridhub simulate market`` (cli/market_sim.py) simulates the market hub's parties instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     fleet = Fleet(households, seed=seed, zone=timezone, tenant=tenant)
     base = f"{url.rstrip('/')}/api/v1/tenants/{tenant}"
     if register:
