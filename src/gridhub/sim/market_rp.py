@@ -153,6 +153,8 @@ class RetailerPlatform:
     def _choose(self, clients: list[str]) -> list[str]:
         with self._lock:
             n = round(len(clients) * self.available_share)
+            if clients and self.available_share > 0:
+                n = max(n, 1)  # a platform asked about one client offers it
             return sorted(self._rng.sample(clients, n)) if n else []
 
     def _answer_later(self, payload: dict[str, Any], available: list[str]) -> None:
