@@ -287,3 +287,50 @@ def test_emergency_notice_is_retried_until_delivered(
         (notice,) = p.events("emergency.announced")
         assert notice.body["limit_kw"] == 3.5
         assert set(notice.body["clients"]) == set(_own(sim, p.retailer))
+
+
+def test_area_by_topology_node(api: Api, hub: Hub, sim: MarketSimulation) -> None:
+    """An emergency for the households below one LV feeder reaches exactly their retailers."""
+    sites = sim.sites
+    feeder_a, feeder_b = sites[:5], sites[5:]
+    doc = {
+        "format": "gridhub.topology",
+        "version": 1,
+        "name": "two feeders",
+        "nodes": [
+            {"id": "ss", "vn_kv": 0.4, "kind": "secondary_substation"},
+            {"id": "fa", "vn_kv": 0.4, "kind": "lv_feeder"},
+            {"id": "fb", "vn_kv": 0.4, "kind": "lv_feeder"},
+        ],
+        "lines": [
+            {"id": "la", "from": "ss", "to": "fa", "r_ohm": 0.1, "x_ohm": 0.05},
+            {"id": "lb", "from": "ss", "to": "fb", "r_ohm": 0.1, "x_ohm": 0.05},
+        ],
+        "sites": [{"site": s, "node": "fa"} for s in feeder_a]
+        + [{"site": s, "node": "fb"} for s in feeder_b],
+    }
+    dso = _dso(api, hub)
+    assert dso.put("/api/v1/tenants/mkt/topology", json=doc).status_code == 200
+    resp = dso.post(
+        "/api/v1/tenants/mkt/market/emergencies",
+        json={
+            "area": {"node": "fa"},
+            "starts_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+        },
+        headers={"Idempotency-Key": "node-a"},
+    )
+    assert resp.status_code == 201, resp.text
+    assert _wait(dso, resp.json()["id"])["status"] == "completed"
+    told = {
+        s for p in sim.platforms for e in p.events("emergency.announced") for s in e.body["clients"]
+    }
+    assert told == set(feeder_a)
+    unknown = dso.post(
+        "/api/v1/tenants/mkt/market/emergencies",
+        json={
+            "area": {"node": "nowhere"},
+            "starts_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+        },
+        headers={"Idempotency-Key": "node-x"},
+    )
+    assert unknown.status_code == 404
