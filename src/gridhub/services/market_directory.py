@@ -234,14 +234,17 @@ class ContractsMarketDirectory:
 
     def suppliers(self, tenant: str, sites: Iterable[str], at: datetime) -> dict[str, str]:
         wanted = set(sites)
+        site_of = {
+            s.id: s.site
+            for s in self._c.stakeholders(tenant)
+            if s.kind.value == "customer" and s.site in wanted
+        }
         out: dict[str, str] = {}
-        for s in self._c.stakeholders(tenant):
-            if s.kind.value != "customer" or s.site not in wanted:
-                continue
-            for c in self._c.contracts(tenant, customer=s.id):
-                running = c.start <= at and (c.end is None or at < c.end)
-                if running and self._is_retailer(tenant, c.supplier):
-                    out[s.site] = c.supplier
+        for c in self._c.contracts(tenant):  # one pass over the tenant's contracts
+            site = site_of.get(c.customer)
+            running = c.start <= at and (c.end is None or at < c.end)
+            if site is not None and running and self._is_retailer(tenant, c.supplier):
+                out[site] = c.supplier
         return out
 
     def clients(self, tenant: str, retailer: str, at: datetime) -> list[str]:
