@@ -27,6 +27,7 @@ from gridhub.domain.market import (
     Supply,
 )
 from gridhub.errors import StoreUnavailable
+from gridhub.storage.bulk import executemany
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["MarketStore"]
@@ -130,7 +131,7 @@ class MarketStore:
                 cur.execute("BEGIN")
                 for sql, rows in statements:
                     if rows:
-                        cur.executemany(sql, rows)
+                        executemany(cur, sql, rows)
                 cur.execute("COMMIT")
             except duckdb.Error as exc:
                 try:

@@ -25,6 +25,7 @@ from gridhub.domain.tariffs import (
     TariffKind,
 )
 from gridhub.errors import StoreUnavailable
+from gridhub.storage.bulk import executemany
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["OutboundStore"]
@@ -182,7 +183,7 @@ class OutboundStore:
             cur.execute("BEGIN")
             for sql, rows in statements:
                 if rows:
-                    cur.executemany(sql, rows)
+                    executemany(cur, sql, rows)
             cur.execute("COMMIT")
         except duckdb.Error as exc:
             try:
