@@ -90,6 +90,21 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['clients']:>8} {r['retailers']:>9} " + " ".join(f"{c:>22}" for c in cells))
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The BENCHMARKS.md table: p50 / p99 ms per request type and cell."""
+    rows = result["cells"]
+    kinds = [k for k in ORDER if any(k in r["types"] for r in rows)]
+    head = "| clients | retailers | " + " | ".join(kinds) + " |"
+    lines = [head, "|---:|---:|" + "---:|" * len(kinds)]
+    for r in rows:
+        cells = []
+        for k in kinds:
+            s = r["types"].get(k)
+            cells.append(f"{s['p50_ms']:.0f} / {s['p99_ms']:.0f}" if s else "—")
+        lines.append(f"| {r['clients']:,} | {r['retailers']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="100,1000,10000")
@@ -99,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         "--with-profiles", action="store_true", help="add 30/min consumption-profile requests"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--markdown", type=Path, help="only print the BENCHMARKS.md table of this results JSON"
+    )
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     rates = dict(SEED_MIX)
     if args.with_profiles:
         rates["profile"] = 30.0

@@ -40,3 +40,20 @@ def test_arrow_insert_matches_executemany() -> None:
     # few rows, or not an INSERT … VALUES: plain executemany
     executemany(con, "UPDATE b SET note = ? WHERE id = ?", [("x", "id1")] * 5)
     assert con.execute("SELECT note FROM b WHERE id = 'id1'").fetchall() == [("x",)]
+
+
+def test_insert_or_replace_through_arrow_and_duplicate_keys_row_by_row() -> None:
+    con = duckdb.connect(":memory:")
+    con.execute("CREATE TABLE t (id VARCHAR PRIMARY KEY, v INTEGER)")
+    executemany(
+        con, "INSERT OR REPLACE INTO t (id, v) VALUES (?, ?)", [(f"k{i}", i) for i in range(6)]
+    )
+    executemany(
+        con, "INSERT OR REPLACE INTO t (id, v) VALUES (?, ?)", [(f"k{i}", 10 + i) for i in range(6)]
+    )
+    assert con.execute("SELECT sum(v), count(*) FROM t").fetchall() == [(sum(range(10, 16)), 6)]
+    # the same key twice in one call: the later row wins, as with executemany
+    executemany(
+        con, "INSERT OR REPLACE INTO t VALUES (?, ?)", [("k0", 1), ("k1", 1), ("k0", 2), ("k2", 1)]
+    )
+    assert con.execute("SELECT v FROM t WHERE id = 'k0'").fetchall() == [(2,)]
