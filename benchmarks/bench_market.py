@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -49,6 +50,7 @@ def admin_token(data_dir: Path) -> str:
 
 
 def cell(clients: int, retailers: int, duration: float, rates: dict[str, float]) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gridhub-bench-market-") as tmp:
         data_dir = Path(tmp)
         token = admin_token(data_dir)
@@ -67,6 +69,8 @@ def cell(clients: int, retailers: int, duration: float, rates: dict[str, float])
         "retailers": retailers,
         "duration_s": duration,
         "setup_s": round(setup_s, 1),
+        # the machine's 1-min load average before and after: other work on it shows here
+        "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "rates_per_min": rates,
         "types": summarise(samples),
         "errors": errors,
