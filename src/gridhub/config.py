@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     subscription_webhook_allow_private: bool = Field(
         False, description="allow webhooks to loopback/private/link-local addresses (lab use)"
     )
+    # market hub (O4): webhooks to retailer platforms
+    market_webhook_workers: int = Field(16, ge=1, le=256, description="parallel webhook calls")
+    market_webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="per webhook call")
+    market_webhook_attempts: int = Field(8, ge=1, le=50, description="calls per webhook at most")
     fault_injection: bool = Field(
         False, description="allow POST /api/v1/faults/* (S3: benchmarks and fault drills only)"
     )

@@ -33,17 +33,21 @@ from gridhub.ingest.validate import GRID_SOURCE, Envelope, Limits
 from gridhub.outbound.mqtt_publisher import MqttPublisher
 from gridhub.services.commands import CommandService, command_config
 from gridhub.services.devices import DeviceTypes, MqttCredentials
+from gridhub.services.market_flows import MarketService
 from gridhub.services.query import QueryService
 from gridhub.services.reports import ReportService
 from gridhub.services.sql_console import SqlConsole
 from gridhub.services.subscriptions import SubscriptionService, subscription_config
 from gridhub.services.tariffs import TariffService
+from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_reports import DuckDBReportStore
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.duckdb_topologies import DuckDBTopologies
+from gridhub.storage.market_readings import MarketReadings
+from gridhub.storage.market_store import MarketStore
 from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
 from gridhub.storage.subscriptions_store import SubscriptionStore
@@ -73,6 +77,7 @@ class Hub:
     audit: AuditLog
     subscriptions: SubscriptionService
     grid_runs: GridRuns
+    market: MarketService
     meter_readers: list[MeterReader] = field(default_factory=list)
     mqtt: MqttSource | None = None
     publisher: MqttPublisher | None = None
@@ -97,6 +102,7 @@ class Hub:
             monitor.start()
         if self.grid_schedule is not None:
             self.grid_schedule.start()
+        self.market.start()
         # meter ports (issue #6): checked before anything else starts, so a bad one fails fast
         self.meter_readers = [
             MeterReader(source, self.pipeline, self.registry)
@@ -175,6 +181,7 @@ class Hub:
         if self.grid_schedule is not None:
             self.grid_schedule.stop()
         self.pipeline.stop()
+        self.market.stop()
         self.commands.stop()
         self.subscriptions.stop()
         if self.publisher is not None:
@@ -237,6 +244,25 @@ def build_hub(settings: Settings) -> Hub:
     )
     outbound = OutboundStore(db)
     commands = CommandService(outbound, registry, command_config(settings))
+    tariffs = TariffService(outbound, registry, commands)
+    tokens = TokenService(catalog)  # one instance: its cache is what authenticates
+    # market hub (O4): who supplies whom comes from the market's own supply table for now;
+    # ContractsMarketDirectory(access.directory) reads the access contracts instead (docs/market.md)
+    market = MarketService(
+        MarketStore(db),
+        MarketReadings(db),
+        registry,
+        topologies,
+        tokens,
+        tariffs,
+        commands,
+        outbound,
+        webhook_config=WebhookConfig(
+            workers=settings.market_webhook_workers,
+            timeout_s=settings.market_webhook_timeout_s,
+            max_attempts=settings.market_webhook_attempts,
+        ),
+    )
     pipeline.add_observer(commands.observe)  # acks and devices heard from
     report_store = DuckDBReportStore(db)
     device_types = DeviceTypes(devices_catalog, registry)
@@ -244,7 +270,6 @@ def build_hub(settings: Settings) -> Hub:
     access = AccessControl(Directory(access_catalog, registry), registry)
     audit = AuditLog(access_catalog)
     pipeline.add_observer(audit.record_ingest)  # one audit entry per MQTT batch and tenant
-    tokens = TokenService(catalog)
     subscriptions = SubscriptionService(
         SubscriptionStore(db),
         store,
@@ -279,7 +304,7 @@ def build_hub(settings: Settings) -> Hub:
         device_types=device_types,
         mqtt_credentials=credentials,
         commands=commands,
-        tariffs=TariffService(outbound, registry, commands),
+        tariffs=tariffs,
         reports=ReportService(
             store,
             report_store,
@@ -292,6 +317,7 @@ def build_hub(settings: Settings) -> Hub:
         grid_runs=GridRuns(
             topologies, registry, store, write_back_durable, horizon_s=settings.max_future_s
         ),
+        market=market,
     )
     credentials.on_change = hub.reload_broker
     if settings.grid_schedule:

@@ -16,6 +16,7 @@ from gridhub.api.routes import (
     health,
     imports,
     ingest,
+    market,
     query,
     reports,
     subscriptions,
@@ -52,6 +53,7 @@ def create_app(hub: Hub) -> FastAPI:
         reports,
         subscriptions,
         grid,
+        market,
     ):
         app.include_router(module.router)
     app.include_router(query.admin_router)

@@ -18,7 +18,7 @@ from gridhub.cli import demo as demo_cmd
 from gridhub.cli import devices as devices_cmd
 from gridhub.cli import gateway as gateway_cmd
 from gridhub.cli import grid as grid_cmd
-from gridhub.cli import importer, simulate
+from gridhub.cli import importer, market_sim, simulate
 from gridhub.cli import outbound as outbound_cmd
 from gridhub.cli import subscriptions as subscriptions_cmd
 from gridhub.cli import topology as topology_cmd
@@ -47,7 +47,8 @@ app.add_typer(deadletter_app, name="deadletter")
 app.add_typer(topology_cmd.app, name="topology")
 app.add_typer(grid_cmd.app, name="grid")
 app.command("demo")(demo_cmd.demo)
-app.add_typer(simulate.simulate_app, name="simulate")  # and simulate incident ...
+simulate.simulate_app.command("market")(market_sim.market)
+app.add_typer(simulate.simulate_app, name="simulate")  # and simulate incident|market ...
 app.command("gateway")(gateway_cmd.gateway)
 import_app.command("csv")(importer.import_csv)
 app.add_typer(devices_cmd.mqtt_app, name="mqtt")

@@ -65,9 +65,13 @@ def simulate(
         "Europe/Brussels"
     ),
 ) -> None:
-    """Simulate households (meter, plugs on whitegoods, boiler) sending canonical messages."""
+    """Simulate households (meter, plugs on whitegoods, boiler) sending canonical messages.
+
+    ``gridhub simulate incident …`` causes grid incidents and ``gridhub simulate market``
+    (cli/market_sim.py) simulates the market hub's parties instead.
+    """
     if ctx.invoked_subcommand is not None:
-        return  # ``simulate incident ...``: the fleet options do not apply
+        return  # a subcommand runs: the fleet options do not apply
     fleet = Fleet(households, seed=seed, zone=timezone, tenant=tenant)
     base = f"{url.rstrip('/')}/api/v1/tenants/{tenant}"
     if register:

@@ -25,6 +25,7 @@ from gridhub.domain.tariffs import (
     TariffKind,
 )
 from gridhub.errors import StoreUnavailable
+from gridhub.storage.bulk import executemany
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["OutboundStore"]
@@ -182,7 +183,7 @@ class OutboundStore:
             cur.execute("BEGIN")
             for sql, rows in statements:
                 if rows:
-                    cur.executemany(sql, rows)
+                    executemany(cur, sql, rows)
             cur.execute("COMMIT")
         except duckdb.Error as exc:
             try:
@@ -254,6 +255,41 @@ class OutboundStore:
             ]
         )
         return invocation
+
+    def create_many(self, invocations: Sequence[Invocation]) -> tuple[list[Invocation], int]:
+        """Store many new invocations in one transaction; those whose idempotency key is used
+        already are not stored again. Returns the ones stored and how many were already there."""
+        if not invocations:
+            return [], 0
+        tenant = invocations[0].tenant
+        keys = [i.idempotency_key for i in invocations if i.idempotency_key is not None]
+        used = (
+            {
+                k
+                for (k,) in self._rows(
+                    "SELECT key FROM command_idempotency"
+                    " WHERE tenant = ? AND key IN (SELECT unnest(?))",
+                    [tenant, keys],
+                )
+            }
+            if keys
+            else set()
+        )
+        new = [i for i in invocations if i.idempotency_key not in used]
+        self._write(
+            [
+                (
+                    f"INSERT INTO command_invocations ({_INV_COLUMNS}) VALUES "
+                    f"({', '.join('?' * 18)})",
+                    [_inv_row(i) for i in new],
+                ),
+                (
+                    "INSERT INTO command_idempotency VALUES (?, ?, ?)",
+                    [(i.tenant, i.idempotency_key, i.id) for i in new if i.idempotency_key],
+                ),
+            ]
+        )
+        return new, len(invocations) - len(new)
 
     def get(self, tenant: str, invocation_id: str) -> Invocation | None:
         rows = self._rows(

@@ -303,6 +303,63 @@ MIGRATIONS: tuple[str, ...] = (
         detail VARCHAR NOT NULL
     );
     """,
+    # 9: market hub (O4): retailers, supplies, requests under idempotency keys, webhook deliveries
+    """
+    CREATE TABLE IF NOT EXISTS market_retailers (
+        tenant VARCHAR NOT NULL,
+        id VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        webhook_url VARCHAR NOT NULL,
+        secret VARCHAR NOT NULL,
+        token_id VARCHAR,
+        created TIMESTAMPTZ NOT NULL,
+        disabled BOOLEAN NOT NULL DEFAULT false,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE IF NOT EXISTS market_supplies (
+        tenant VARCHAR NOT NULL,
+        site VARCHAR NOT NULL,
+        retailer VARCHAR NOT NULL,
+        start TIMESTAMPTZ NOT NULL,
+        "end" TIMESTAMPTZ,
+        PRIMARY KEY (tenant, site, start)
+    );
+    CREATE TABLE IF NOT EXISTS market_requests (
+        id VARCHAR PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        issuer VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        status VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        result VARCHAR,
+        deadline TIMESTAMPTZ,
+        finished TIMESTAMPTZ,
+        parent VARCHAR,
+        UNIQUE (tenant, issuer, key)
+    );
+    CREATE TABLE IF NOT EXISTS market_deliveries (
+        id VARCHAR PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        request VARCHAR NOT NULL,
+        retailer VARCHAR NOT NULL,
+        event VARCHAR NOT NULL,
+        body BLOB NOT NULL,
+        status VARCHAR NOT NULL,
+        created TIMESTAMPTZ NOT NULL,
+        next_attempt TIMESTAMPTZ NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_code INTEGER,
+        last_error VARCHAR,
+        delivered TIMESTAMPTZ,
+        answer VARCHAR,
+        answered TIMESTAMPTZ,
+        clients VARCHAR[] NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS market_deliveries_request ON market_deliveries (request);
+    """,
 )
 
 
