@@ -205,7 +205,11 @@ def render(results: dict[str, dict[str, object]], meta: dict[str, str]) -> str:
             f"| `{key}` | {f['value']:,} | {f['unit']} | {f.get('target') or '—'} "
             f"| `{f['command']}` |"
         )
-    return "\n".join(lines) + "\n" + NOTES
+    sections = [
+        path.read_text().rstrip() + "\n"
+        for path in sorted((ROOT / "benchmarks" / "sections").glob("*.md"))
+    ]
+    return "\n".join(lines) + "\n" + NOTES + "".join("\n" + section for section in sections)
 
 
 def main() -> int:
