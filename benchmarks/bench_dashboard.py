@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from playwright.sync_api import sync_playwright
 
-from gridhub.cli.demo import TENANT, ZONE, register_fleet
+from gridhub.cli.demo import TENANT, ZONE, register_fleet, researcher_token
 from gridhub.cli.server import ApiServer
 from gridhub.config import Settings
 from gridhub.hub import build_hub
@@ -67,7 +67,7 @@ def main() -> None:
                 f"backfill: {messages:,} messages in {time.perf_counter() - began:.0f} s",
                 file=sys.stderr,
             )
-            token = hub.tokens.create(TENANT, "researcher", "bench")[1]
+            token = researcher_token(hub, TENANT, "bench")  # reads what a policy grants
             server = ApiServer(hub, "127.0.0.1", 0)
             server.start()
             try:
