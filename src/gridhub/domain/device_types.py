@@ -149,6 +149,7 @@ MAX_EXPECTED_SERIES = 64
 MAX_DESCRIPTION_LENGTH = 500
 #: Shortest reporting interval a type may declare, and the longest (a week).
 MIN_INTERVAL_S, MAX_INTERVAL_S = 1, 7 * 86_400
+MIN_YEAR, MAX_YEAR = 1970, 9998  # beyond, a day's bounds in a time zone overflow ``datetime``
 
 
 def validate_custom_type(
@@ -198,6 +199,8 @@ def expected_per_day(device_type: DeviceType, day: date, zone: ZoneInfo | str) -
     0 for a type that reports no regular series. A day whose length is not a multiple of the
     interval counts whole intervals only (readings aligned to local midnight).
     """
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise InvalidRequest(f"day must lie in the years {MIN_YEAR}..{MAX_YEAR}")
     if device_type.interval_s is None or not device_type.identifiers:
         return 0
     tz = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
