@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from gridhub.domain.timeutil import checked_day
 from gridhub.errors import Conflict, InvalidRequest
 
 __all__ = [
@@ -149,7 +150,6 @@ MAX_EXPECTED_SERIES = 64
 MAX_DESCRIPTION_LENGTH = 500
 #: Shortest reporting interval a type may declare, and the longest (a week).
 MIN_INTERVAL_S, MAX_INTERVAL_S = 1, 7 * 86_400
-MIN_YEAR, MAX_YEAR = 1970, 9998  # beyond, a day's bounds in a time zone overflow ``datetime``
 
 
 def validate_custom_type(
@@ -199,8 +199,7 @@ def expected_per_day(device_type: DeviceType, day: date, zone: ZoneInfo | str) -
     0 for a type that reports no regular series. A day whose length is not a multiple of the
     interval counts whole intervals only (readings aligned to local midnight).
     """
-    if not MIN_YEAR <= day.year <= MAX_YEAR:
-        raise InvalidRequest(f"day must lie in the years {MIN_YEAR}..{MAX_YEAR}")
+    checked_day(day)
     if device_type.interval_s is None or not device_type.identifiers:
         return 0
     tz = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
