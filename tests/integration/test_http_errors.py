@@ -24,3 +24,11 @@ def test_a_non_finite_number_refused_by_a_model_is_a_422_that_names_it(
     (error,) = answer.json()["detail"]
     assert error["loc"] == ["body", "timeout_s"]
     assert error["input"] == str(float(number))
+
+
+def test_deeply_nested_events_are_malformed_json_not_a_500(hub: Hub, api: Api) -> None:
+    admin = api.client(seed_tenant(hub))
+    deep = "[" * 5000 + "]" * 5000  # past msgspec's nesting limit: RecursionError before
+    answer = admin.post("/api/v1/tenants/linear/events", content=deep, headers=JSON)
+    assert answer.status_code == 400, answer.text
+    assert "nested too deeply" in answer.text
