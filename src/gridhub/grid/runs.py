@@ -443,6 +443,7 @@ class GridRuns:
         """G9: see :func:`gridhub.grid.runs_planning.balance`."""
         from gridhub.grid import runs_planning
 
+        checked_day(day)  # its history weeks back and its local bounds must not overflow
         return runs_planning.balance(self, tenant, day, flexibility=flexibility, desired=desired)
 
 
