@@ -25,6 +25,12 @@ Not fuzzed, and why:
   404 otherwise); its purpose is to make every store write fail with 503 for a while.
 - WebSocket endpoints (``.../subscriptions/ws``, ``.../subscriptions/{id}/ws``): not in the
   OpenAPI document; they hold a connection open to stream notifications.
+
+Every other operation is fuzzed: none streams without end or blocks. The grid services
+(G4-G10) run in a worker thread with their own time bound and are quick on the seeded grid
+with no readings; exports are bounded by their day ranges. The routes that read a raw body
+(events, CSV and Green Button imports, telegrams, the topology document, device CSV) declare
+no body in the document, so :data:`RAW_BODIES` supplies text shaped like what they expect.
 """
 
 from __future__ import annotations
