@@ -319,6 +319,11 @@ def test_who_may_run_and_precise_refusals(grid_hub: tuple[Hub, str, str]) -> Non
                       ).status_code == 422  # fmt: skip
         assert c.post(f"{base}/forecast", json={"hours": 48}).status_code == 422
         assert c.post(f"{base}/losses", json={"day": "2026-11-18", "bogus": 1}).status_code == 422
+        for week in ("0001-01-01", "9999-12-31"):  # the week's bounds overflowed: a 500 before
+            far = c.post(f"{base}/quality", json={"week_start": week})
+            assert far.status_code == 422 and "1970..9998" in far.text
+            far = c.post(f"{base}/balancing", json={"day": week})  # found by schemathesis
+            assert far.status_code == 422 and "1970..9998" in far.text
     hub.registry.create_tenant(Tenant("empty", "Empty", "Europe/Brussels"))
     _r, other = hub.tokens.create("empty", "dso", "e")
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {other}"}) as c:

@@ -168,6 +168,8 @@ def test_republished_day_supersedes_and_network_calendar(pilot: Pilot) -> None:
         ({"target": {"site": "hh9"}}, "site 'hh9' is not registered"),
         ({"target": {"attribute": "colour", "value": "red"}}, "unknown group attribute"),
         ({"days": [{"day": "2000-01-01", "periods": PERIODS}]}, "is over"),
+        # the day's end in the tenant's zone overflowed datetime: a 500 before
+        ({"days": [{"day": "9999-12-31", "periods": PERIODS}]}, "years 1970..9998"),
     ],
 )  # fmt: skip
 def test_tariff_errors(pilot: Pilot, change: dict, detail: str) -> None:

@@ -59,6 +59,13 @@ def test_day_lengths_and_other_intervals() -> None:
     assert expected_per_day(odd, date(2026, 6, 1), BRUSSELS) == 3
 
 
+@pytest.mark.parametrize("day", [date(1, 1, 1), date(1969, 12, 31), date(9999, 12, 31)])
+def test_days_beyond_the_supported_years_are_refused_not_overflowed(day: date) -> None:
+    # 0001-01-01 and 9999-12-31 overflowed datetime in a time zone (a 500 over HTTP)
+    with pytest.raises(InvalidRequest, match="1970..9998"):
+        expected_per_day(BUILTIN_DEVICE_TYPES["smart-meter"], day, BRUSSELS)
+
+
 def test_custom_type_validation() -> None:
     known = set(BUILTIN_IDENTIFIERS) | {"boiler.stateOfCharge"}
     made = validate_custom_type(

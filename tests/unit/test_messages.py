@@ -141,6 +141,17 @@ def test_split_batch_keeps_each_message_bytes() -> None:
     assert caught.value.reason is RejectReason.MALFORMED_JSON
 
 
+def test_deeply_nested_json_is_malformed_not_a_crash() -> None:
+    # msgspec raises RecursionError past its nesting limit: a 500 on POST .../events before
+    deep = b"[" * 5000 + b"]" * 5000
+    unknown_field = b'{"hardwareId":"m","extra":' + deep + b"}"  # skipped values recurse too
+    for call, raw in ((split_batch, deep), (decode, unknown_field)):
+        with pytest.raises(RejectedMessage) as caught:
+            call(raw)
+        assert caught.value.reason is RejectReason.MALFORMED_JSON
+        assert "nested too deeply" in caught.value.detail
+
+
 def test_alert_levels_are_the_four_of_the_spec() -> None:
     assert [level.value for level in AlertLevel] == ["Info", "Warning", "Error", "Critical"]
     assert msgspec.json.decode(b'"Critical"', type=AlertLevel) is AlertLevel.CRITICAL

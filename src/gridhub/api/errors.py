@@ -6,6 +6,8 @@ import logging
 import math
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gridhub.errors import (
@@ -52,10 +54,34 @@ def error_response(exc: GridhubError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _finite(value: object) -> object:
+    """JSON-safe: a non-finite float (a body's ``NaN``/``Infinity``, which Python's JSON parser
+    accepts) becomes its string, so echoing the rejected input cannot fail the answer."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 answer, with the rejected inputs made JSON-safe (its own handler answers
+    500 when the input it echoes is ``NaN`` or ``Infinity``)."""
+    return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, GridhubError):  # registered for GridhubError only
             raise exc
         return error_response(exc)
 
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, RequestValidationError):  # registered for it only
+            raise exc
+        return validation_response(exc)
+
     app.add_exception_handler(GridhubError, handle)
+    app.add_exception_handler(RequestValidationError, invalid)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from gridhub.domain.timeutil import checked_day
 from gridhub.errors import Conflict, InvalidRequest
 
 __all__ = [
@@ -198,6 +199,7 @@ def expected_per_day(device_type: DeviceType, day: date, zone: ZoneInfo | str) -
     0 for a type that reports no regular series. A day whose length is not a multiple of the
     interval counts whole intervals only (readings aligned to local midnight).
     """
+    checked_day(day)
     if device_type.interval_s is None or not device_type.identifiers:
         return 0
     tz = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)

@@ -121,6 +121,7 @@ class CommandMessage(msgspec.Struct):
 
 # --- codecs -----------------------------------------------------------------------------------
 
+TOO_DEEP = "JSON nested too deeply"
 _single_decoder = msgspec.json.Decoder(InboundMessage)
 _batch_decoder = msgspec.json.Decoder(list[InboundMessage])
 _raw_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -152,6 +153,8 @@ def decode(raw: bytes) -> InboundMessage:
         raise RejectedMessage(_reason_for(exc), str(exc)) from None
     except msgspec.DecodeError as exc:
         raise RejectedMessage(RejectReason.MALFORMED_JSON, str(exc)) from None
+    except RecursionError:  # msgspec's nesting limit: a malformed message, not a crash
+        raise RejectedMessage(RejectReason.MALFORMED_JSON, TOO_DEEP) from None
 
 
 def split_batch(raw: bytes) -> list[bytes] | None:
@@ -168,6 +171,8 @@ def split_batch(raw: bytes) -> list[bytes] | None:
         return [bytes(part) for part in _raw_decoder.decode(raw)]
     except msgspec.DecodeError as exc:
         raise RejectedMessage(RejectReason.MALFORMED_JSON, str(exc)) from None
+    except RecursionError:
+        raise RejectedMessage(RejectReason.MALFORMED_JSON, TOO_DEEP) from None
 
 
 def decode_command(raw: bytes) -> CommandMessage:

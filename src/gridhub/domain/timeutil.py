@@ -11,6 +11,8 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from gridhub.errors import InvalidRequest
+
 
 class Resolution(StrEnum):
     RAW = "raw"
@@ -34,6 +36,15 @@ class Function(StrEnum):
 
 
 ROLLUP_RESOLUTIONS = (Resolution.QUARTER_HOUR, Resolution.HOUR, Resolution.DAY)
+MIN_YEAR, MAX_YEAR = 1970, 9998  # beyond, local day bounds and day arithmetic overflow datetime
+
+
+def checked_day(day: date, what: str = "day") -> date:
+    """``day`` if calendar arithmetic in any time zone stays within ``datetime``'s range;
+    :class:`InvalidRequest` otherwise (0001-01-01 or 9999-12-31 overflow, a 500 unchecked)."""
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise InvalidRequest(f"{what} must lie in the years {MIN_YEAR}..{MAX_YEAR}")
+    return day
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:

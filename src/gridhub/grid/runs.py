@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from gridhub.domain.registry import Device
-from gridhub.domain.timeutil import Resolution
+from gridhub.domain.timeutil import Resolution, checked_day
 from gridhub.domain.topology import Load, NodeKind, Topology
 from gridhub.errors import InvalidRequest
 from gridhub.grid.monitoring import GRID_DEVICE_TYPE, grid_device
@@ -375,6 +375,7 @@ class GridRuns:
 
         from gridhub.grid.quality import VoltageSample, week_end, weekly_reports
 
+        checked_day(week_start, "week_start")  # its week's end must not overflow datetime
         topology, data = self.context(tenant)
         zone = ZoneInfo(data.zone)
         start = datetime.combine(week_start, datetime.min.time(), zone)
@@ -442,6 +443,7 @@ class GridRuns:
         """G9: see :func:`gridhub.grid.runs_planning.balance`."""
         from gridhub.grid import runs_planning
 
+        checked_day(day)  # its history weeks back and its local bounds must not overflow
         return runs_planning.balance(self, tenant, day, flexibility=flexibility, desired=desired)
 
 

@@ -26,6 +26,7 @@ from gridhub.domain.tariffs import (
     TariffKind,
     check_periods,
 )
+from gridhub.domain.timeutil import checked_day
 from gridhub.errors import InvalidRequest
 from gridhub.services.commands import CommandService, authorise_outbound
 from gridhub.storage.outbound_store import OutboundStore
@@ -123,6 +124,7 @@ class TariffService:
             if not 1 <= len(text) <= 16:
                 raise InvalidRequest(f"{field} must be 1..16 characters")
         for d in days:
+            checked_day(d.day, f"day {d.day}")  # its end in the tenant's zone must not overflow
             try:
                 check_periods(d.periods)
             except InvalidRequest as exc:
