@@ -34,10 +34,9 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
+from gridhub.domain.mqtt_credentials import MqttCredential
 from gridhub.domain.registry import check_tenant_id
 from gridhub.errors import InvalidRequest
 
@@ -65,29 +64,6 @@ HUB_USERNAME = "gridhub-hub"
 _HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _HUB_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HASH_RE = re.compile(r"\$7\$(\d{1,9})\$([A-Za-z0-9+/=]{4,})\$([A-Za-z0-9+/=]{4,})")
-
-Role = Literal["device", "hub"]
-
-
-@dataclass(frozen=True, slots=True)
-class MqttCredential:
-    """One MQTT user as the catalog keeps it: never the password, only its ``$7$`` hash."""
-
-    username: str
-    role: Role
-    hash: str
-    created: datetime
-    rotated: datetime
-    tenant: str | None = None
-    hardware_id: str | None = None
-
-    @property
-    def events_topic(self) -> str:
-        return f"gridhub/{self.tenant}/{self.hardware_id}/events"
-
-    @property
-    def commands_topic(self) -> str:
-        return f"gridhub/{self.tenant}/{self.hardware_id}/commands"
 
 
 def device_username(tenant: str, hardware_id: str) -> str:

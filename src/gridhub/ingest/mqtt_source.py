@@ -40,6 +40,32 @@ def parse_mqtt_url(url: str) -> tuple[str, int]:
     )
 
 
+def set_up_client(
+    client: mqtt.Client,
+    url: str,
+    username: str | None,
+    password: str | None,
+    ca_file: str | None,
+) -> None:
+    """What every hub connection does alike (ingest and the outbound publisher): log in when
+    given a user, TLS for ``mqtts://`` (``ca_file``, else the system's CAs), reconnect backoff."""
+    if username is not None:
+        client.username_pw_set(username, password)
+    if urlparse(url).scheme == "mqtts":
+        client.tls_set(ca_certs=ca_file)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+
+
+def run_until_connected(
+    client: mqtt.Client, connected: threading.Event, url: str, timeout: float
+) -> None:
+    """Start paho's network thread; raise if the broker does not accept us in ``timeout``."""
+    client.loop_start()
+    if not connected.wait(timeout):
+        client.loop_stop()
+        raise ConnectionError(f"MQTT broker {url} not reachable within {timeout:g} s")
+
+
 def topic_parts(topic: str) -> tuple[str, str] | None:
     """(tenant, hardwareId) of an events topic, or None if the topic is not one."""
     parts = topic.split("/")
@@ -96,14 +122,10 @@ class MqttSource:
                 clean_session=False,
                 manual_ack=True,
             )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        if urlparse(url).scheme == "mqtts":
-            self._client.tls_set(ca_certs=ca_file)
+        set_up_client(self._client, url, username, password, ca_file)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; raise if the broker is not reachable within ``timeout``."""
@@ -117,10 +139,7 @@ class MqttSource:
             )
         else:
             self._client.connect_async(self.host, self.port, keepalive=30)
-        self._client.loop_start()
-        if not self.connected.wait(timeout):
-            self._client.loop_stop()
-            raise ConnectionError(f"MQTT broker {self.url} not reachable within {timeout:g} s")
+        run_until_connected(self._client, self.connected, self.url, timeout)
 
     def stop(self) -> None:
         self._client.disconnect()

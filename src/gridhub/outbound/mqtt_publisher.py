@@ -16,19 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from gridhub.ingest.mqtt_source import parse_mqtt_url
+from gridhub.ingest.mqtt_source import parse_mqtt_url, run_until_connected, set_up_client
 
-__all__ = ["MqttPublisher", "Outgoing", "Publisher", "command_topic"]
+__all__ = ["MqttPublisher", "Outgoing", "Publisher"]
 
 log = logging.getLogger(__name__)
-
-
-def command_topic(tenant: str, hardware_id: str) -> str:
-    return f"gridhub/{tenant}/{hardware_id}/commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +59,13 @@ class MqttPublisher:
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
         )
         self._client.max_inflight_messages_set(1000)
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        if urlsplit(url).scheme == "mqtts":
-            self._client.tls_set(ca_certs=ca_file)
+        set_up_client(self._client, url, username, password, ca_file)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
 
     def start(self, timeout: float = 10.0) -> None:
         self._client.connect_async(self.host, self.port, keepalive=30)
-        self._client.loop_start()
-        if not self.connected.wait(timeout):
-            self._client.loop_stop()
-            raise ConnectionError(f"MQTT broker {self.url} not reachable within {timeout:g} s")
+        run_until_connected(self._client, self.connected, self.url, timeout)
 
     def stop(self) -> None:
         self._client.disconnect()

@@ -29,9 +29,10 @@ from gridhub.access.tokens import Principal
 from gridhub.config import Settings
 from gridhub.domain import commands as cmd
 from gridhub.domain.commands import Action, Invocation, RetryPolicy, Spec, Status
+from gridhub.domain.mqtt_credentials import commands_topic
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.ingest.validate import Prepared
-from gridhub.outbound.mqtt_publisher import Outgoing, Publisher, command_topic
+from gridhub.outbound.mqtt_publisher import Outgoing, Publisher
 from gridhub.services.command_wire import to_message
 from gridhub.storage.outbound_store import OutboundStore
 from gridhub.storage.registry import Registry
@@ -449,7 +450,7 @@ class CommandService:
         messages = []
         for inv in batch:
             spec = self._spec_or_builtin(inv)
-            messages.append(Outgoing(command_topic(inv.tenant, inv.device), to_message(inv, spec)))
+            messages.append(Outgoing(commands_topic(inv.tenant, inv.device), to_message(inv, spec)))
         publisher = self._publisher
         results = (
             publisher.publish(messages, self.config.publish_timeout_s)

@@ -72,22 +72,10 @@ class DuckDBAccessCatalog:
         self._next_audit_id: int | None = None  # one writer: the audit log's flush
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"access catalog read failed: {exc}") from exc
+        return self._db.read(sql, params, "access catalog read")
 
     def _write(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        if not rows:
-            return
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN")
-            cur.executemany(sql, rows)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            cur.execute("ROLLBACK")
-            raise StoreUnavailable(f"access catalog write failed: {exc}") from exc
+        self._db.write([(sql, rows)], "access catalog write")
 
     def stakeholders(self) -> list[Stakeholder]:
         return [

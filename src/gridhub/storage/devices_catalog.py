@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-
-from gridhub.access.mqtt_auth import MqttCredential
 from gridhub.domain.device_types import DeviceType
-from gridhub.errors import StoreUnavailable
+from gridhub.domain.mqtt_credentials import MqttCredential
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["DevicesCatalog"]
@@ -26,20 +23,10 @@ class DevicesCatalog:
         self._db = db
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"catalog read failed: {exc}") from exc
+        return self._db.read(sql, params, "catalog read")
 
     def _write(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN")
-            cur.executemany(sql, rows)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            cur.execute("ROLLBACK")
-            raise StoreUnavailable(f"catalog write failed: {exc}") from exc
+        self._db.write([(sql, rows)], "catalog write")
 
     # -- device types ---------------------------------------------------------------------------
 

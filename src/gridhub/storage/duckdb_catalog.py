@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-
 from gridhub.domain.identifiers import Identifier
 from gridhub.domain.registry import Device, Site, Tenant, UnknownDevicePolicy
-from gridhub.errors import StoreUnavailable
 from gridhub.storage.base import TokenRecord
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
@@ -21,22 +18,10 @@ class DuckDBCatalog:
         self._db = db
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"catalog read failed: {exc}") from exc
+        return self._db.read(sql, params, "catalog read")
 
     def _write(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        if not rows:
-            return
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN")
-            cur.executemany(sql, rows)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            cur.execute("ROLLBACK")
-            raise StoreUnavailable(f"catalog write failed: {exc}") from exc
+        self._db.write([(sql, rows)], "catalog write")
 
     def tenants(self) -> list[Tenant]:
         return [

@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from gridhub.errors import InvalidRequest, StoreUnavailable
+from gridhub.errors import InvalidRequest
 from gridhub.storage.duckdb_store import DuckDBDatabase
 from gridhub.storage.reports import DeviceEnergy, SlotCount, SqlResult
 
@@ -179,10 +179,7 @@ class DuckDBReportStore:
             cur.close()
 
     def _read(self, sql: str, params: object) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"DuckDB read failed: {exc}") from exc
+        return self._db.read(sql, params)
 
 
 def _date(value: object) -> date:

@@ -17,6 +17,7 @@ a resent reading is never counted twice, and every answer is exact at any moment
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from gridhub.storage.base import (
     WriteBatch,
     WriteResult,
 )
+from gridhub.storage.bulk import executemany
 from gridhub.storage.schema import migrate
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -124,6 +126,42 @@ class DuckDBDatabase:
     def new_cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own, for work that may be interrupted (the SQL console)."""
         return self._con.cursor()
+
+    def read(
+        self, sql: str, params: object = (), what: str = "DuckDB read"
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one query on this thread's cursor; a DuckDB error is ``StoreUnavailable``."""
+        try:
+            return self.cursor().execute(sql, params).fetchall()
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"{what} failed: {exc}") from exc
+
+    def write(
+        self,
+        statements: Sequence[tuple[str, Sequence[Sequence[object]]]],
+        what: str = "DuckDB write",
+        *,
+        bulk: bool = False,
+    ) -> None:
+        """Every ``(sql, rows)`` in one transaction (statements without rows are skipped);
+        rolled back and raised as ``StoreUnavailable`` if any fails. ``bulk`` stages many-row
+        INSERTs as Arrow (``storage/bulk.py``) instead of running them row by row."""
+        cur = self.cursor()
+        try:
+            cur.execute("BEGIN")
+            for sql, rows in statements:
+                if rows:
+                    if bulk:
+                        executemany(cur, sql, rows)
+                    else:
+                        cur.executemany(sql, rows)
+            cur.execute("COMMIT")
+        except duckdb.Error as exc:
+            try:
+                cur.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise StoreUnavailable(f"{what} failed: {exc}") from exc
 
     def close(self) -> None:
         self._con.close()
@@ -501,7 +539,4 @@ class DuckDBStore:
         self._db.close()
 
     def _read(self, sql: str, params: object) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"DuckDB read failed: {exc}") from exc
+        return self._db.read(sql, params)

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import duckdb
-
-from gridhub.errors import StoreUnavailable
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["MarketReadings", "RegisterSpan"]
@@ -38,10 +35,7 @@ class MarketReadings:
         self._db = db
 
     def _rows(self, sql: str, params: object) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"register read failed: {exc}") from exc
+        return self._db.read(sql, params, "register read")
 
     def spans(
         self,

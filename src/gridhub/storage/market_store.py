@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import duckdb
-
 from gridhub.domain.market import (
     Delivery,
     DeliveryStatus,
@@ -26,8 +24,6 @@ from gridhub.domain.market import (
     Retailer,
     Supply,
 )
-from gridhub.errors import StoreUnavailable
-from gridhub.storage.bulk import executemany
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["MarketStore"]
@@ -118,27 +114,12 @@ class MarketStore:
         self._lock = threading.Lock()
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"market store read failed: {exc}") from exc
+        return self._db.read(sql, params, "market store read")
 
     def _write(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> None:
         """Run every (sql, rows) in one transaction."""
         with self._lock:
-            cur = self._db.cursor()
-            try:
-                cur.execute("BEGIN")
-                for sql, rows in statements:
-                    if rows:
-                        executemany(cur, sql, rows)
-                cur.execute("COMMIT")
-            except duckdb.Error as exc:
-                try:
-                    cur.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise StoreUnavailable(f"market store write failed: {exc}") from exc
+            self._db.write(statements, "market store write", bulk=True)
 
     # -- retailers --------------------------------------------------------------------------------
 

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import duckdb
-
 from gridhub.domain.commands import FINAL, Invocation, Param, ParamType, Spec, Status
 from gridhub.domain.tariffs import (
     ControlSignal,
@@ -24,8 +22,6 @@ from gridhub.domain.tariffs import (
     Tariff,
     TariffKind,
 )
-from gridhub.errors import StoreUnavailable
-from gridhub.storage.bulk import executemany
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["OutboundStore"]
@@ -171,26 +167,11 @@ class OutboundStore:
         self._db = db
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"outbound store read failed: {exc}") from exc
+        return self._db.read(sql, params, "outbound store read")
 
     def _write(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> None:
         """Run every (sql, rows) in one transaction."""
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN")
-            for sql, rows in statements:
-                if rows:
-                    executemany(cur, sql, rows)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            try:
-                cur.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise StoreUnavailable(f"outbound store write failed: {exc}") from exc
+        self._db.write(statements, "outbound store write", bulk=True)
 
     # -- specs ------------------------------------------------------------------------------------
 

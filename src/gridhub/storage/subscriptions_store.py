@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from gridhub.domain.subscriptions import (
     Channel,
     Condition,
@@ -23,7 +21,6 @@ from gridhub.domain.subscriptions import (
     PeriodicFunction,
     Subscription,
 )
-from gridhub.errors import StoreUnavailable
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
 __all__ = ["DeliveryRecord", "SubscriptionStore"]
@@ -113,23 +110,10 @@ class SubscriptionStore:
         self._logged = 0
 
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.cursor().execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"subscription store read failed: {exc}") from exc
+        return self._db.read(sql, params, "subscription store read")
 
     def _write(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN")
-            cur.executemany(sql, rows)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            try:
-                cur.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise StoreUnavailable(f"subscription store write failed: {exc}") from exc
+        self._db.write([(sql, rows)], "subscription store write")
 
     def all(self) -> list[Subscription]:
         """Every subscription (what a starting hub restores)."""

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from gridhub.access.mqtt_auth import HUB_USERNAME, MqttCredential
 from gridhub.api.deps import HubDep, PrincipalDep
 from gridhub.domain.device_types import DeviceType
+from gridhub.domain.mqtt_credentials import commands_topic, events_topic
 from gridhub.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["devices"])
@@ -125,12 +126,11 @@ def issue_credential(
 ) -> MqttCredentialIssued:
     who.require_admin(tenant)
     username, password = hub.mqtt_credentials.issue(tenant, hardware_id, rotate=rotate)
-    base = f"gridhub/{tenant}/{hardware_id}"
     return MqttCredentialIssued(
         username=username,
         password=password,
-        events_topic=f"{base}/events",
-        commands_topic=f"{base}/commands",
+        events_topic=events_topic(tenant, hardware_id),
+        commands_topic=commands_topic(tenant, hardware_id),
     )
 
 
