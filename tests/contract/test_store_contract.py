@@ -25,6 +25,7 @@ from gridhub.storage.base import (
     WriteResult,
 )
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
+from gridhub.storage.high_water import HighWater
 
 BRUSSELS = "Europe/Brussels"
 P = "electricity.power.active.consumed.total"
@@ -53,12 +54,24 @@ class _MergingStore:
 
 
 @pytest.fixture(
-    params=[(b, m) for b in sorted(BACKENDS) for m in ("deferred", "merged")],
-    ids=lambda p: f"{p[0]}-{p[1]}",
+    params=[
+        (b, m, d)
+        for b in sorted(BACKENDS)
+        for m in ("deferred", "merged")
+        for d in ("marks", "joins")
+    ],
+    ids=lambda p: "-".join(p),
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend, mode = request.param
+    """Each backend with rollups merged later or at once, and (DuckDB) dedupe by the newest
+    stored reading per series when it can, or always by the anti-join."""
+    backend, mode, dedupe = request.param
     s = BACKENDS[backend](tmp_path)
+    if isinstance(s, DuckDBStore):
+        if dedupe == "marks":
+            assert s.high_water.wait_ready(10)
+        else:
+            s.high_water = HighWater()  # never loaded: every batch takes the anti-join
     yield s if mode == "deferred" else _MergingStore(s)  # type: ignore[misc]
     s.close()
 
@@ -302,3 +315,32 @@ def test_merging_rollups_changes_no_answer(store: Store) -> None:
         assert [ts for ts, _ in before] == [ts for ts, _ in after]
         assert [v for _, v in before] == pytest.approx([v for _, v in after], rel=1e-12)
     assert store.merge_rollups() == 0  # nothing left pending
+
+
+def test_marks_loaded_after_a_restart_still_drop_resent_readings(tmp_path: Path) -> None:
+    """The newest-reading marks come from the stored data: a reopened store must not take a
+    resent reading (old, or exactly the newest) for a new one."""
+    t0 = utc(2026, 11, 20)
+    rows = [("t1", "d1", P, t0 + timedelta(minutes=15 * i), float(i)) for i in range(4)]
+    first = DuckDBStore(DuckDBDatabase(tmp_path / "restart.duckdb"))
+    first.write(batch_of(rows, update=True))
+    first.close()
+    store = DuckDBStore(DuckDBDatabase(tmp_path / "restart.duckdb"))
+    try:
+        assert store.high_water.wait_ready(10)
+        for resent in (rows[-1], rows[0]):
+            result = store.write(batch_of([resent], update=True))
+            assert (result.stored, result.duplicates) == (0, 1)
+        newer = ("t1", "d1", P, t0 + timedelta(hours=1), 9.0)
+        assert store.write(batch_of([newer, rows[1]], update=True)).stored == 1
+        assert [s.value for s in store.latest("t1", "d1")] == [9.0]
+        end = t0 + timedelta(days=1)
+        assert [v for _, v in q(store, t0, end, Resolution.RAW, Function.AVG)] == [
+            0.0,
+            1.0,
+            2.0,
+            3.0,
+            9.0,
+        ]
+    finally:
+        store.close()

@@ -48,7 +48,7 @@ MAX_SQL_CHARS = 20_000
 # view name -> (base table, columns exposed); every row is filtered on the tenant column
 VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "measurements": ("measurements", ("device", "identifier", "ts", "value")),
-    "state": ("state", ("device", "identifier", "ts", "value", "received")),
+    "state": ("current_state", ("device", "identifier", "ts", "value", "received")),
     "alerts": ("alerts", ("device", "ts", "type", "level", "message", "metadata", "received")),
     "devices": ("devices", ("hardware_id", "device_type", "site", "name")),
     "sites": (

@@ -360,6 +360,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS market_deliveries_request ON market_deliveries (request);
     """,
+    # 10: the latest state is folded in at the rollup merge instead of upserted on every write
+    # (issue #3: the upsert was a third of a live reading's write). Pending readings carry their
+    # state flag and arrival; ``current_state`` is what reads see: the state table and the
+    # pending readings together (older pending rows were upserted already: flag false).
+    """
+    ALTER TABLE rollup_pending ADD COLUMN update_state BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE rollup_pending ADD COLUMN received TIMESTAMPTZ;
+    CREATE OR REPLACE VIEW current_state AS
+    SELECT tenant, device, identifier, max(ts) AS ts, arg_max(value, ts) AS value,
+           arg_max(received, ts) AS received
+    FROM (
+        SELECT tenant, device, identifier, ts, value, received FROM state
+        UNION ALL
+        SELECT tenant, device, identifier, ts, value, received FROM rollup_pending
+        WHERE update_state
+    )
+    GROUP BY tenant, device, identifier;
+    """,
 )
 
 

@@ -1,0 +1,113 @@
+"""Per series, the newest stored reading: lets a batch of new readings skip the dedupe join.
+
+Deduplication (issue #3: a resent reading never makes a second row) normally costs an anti-join
+of the batch against the stored readings of its time span: about 2.5 ms for a single live
+reading, a quarter of its whole write. But live meters send readings newer than anything they
+sent before, and a reading newer than the newest stored one of its series cannot be a duplicate.
+:class:`HighWater` keeps, per (tenant, device, identifier), the newest stored timestamp; a batch
+in which every reading is newer than that (and newer than the batch's own earlier readings of
+the series) is known to be new and is appended straight away. Anything else — a resend, a
+backfill, readings out of order — takes the anti-join as before.
+
+The marks are an upper bound by construction: they start from one scan of the stored readings
+(in a background thread, so a large store opens at once; until the scan is done every batch
+takes the anti-join) and every committed batch raises them. A mark too high only sends a batch
+to the anti-join; a mark too low could store a duplicate, which is why the writer's own marks
+are recorded from before the scan starts and the two are merged by taking the larger. Nothing
+else writes readings: they go through :meth:`DuckDBStore.write` only.
+
+Memory: one entry per series (about 200 bytes): 100,000 series (10,000 meters × 10 quantities)
+take some 20 MB.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from gridhub.storage.base import MeasurementColumns
+
+__all__ = ["HighWater", "SeriesKey"]
+
+log = logging.getLogger(__name__)
+
+SeriesKey = tuple[str, str, str]  # tenant, device, identifier
+
+
+class HighWater:
+    def __init__(self) -> None:
+        self._marks: dict[SeriesKey, int] = {}
+        self._ready = False
+        self._loaded = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True once the stored readings were scanned: before that nothing is known new."""
+        return self._ready
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the scan; True if it is done (for tests and tools)."""
+        return self._loaded.wait(timeout)
+
+    def load_in_background(self, scan: Callable[[], list[tuple[str, str, str, int]]]) -> None:
+        """Run ``scan`` (rows of tenant, device, identifier, newest µs) in a thread and merge
+        its marks with those recorded meanwhile."""
+
+        def run() -> None:
+            try:
+                rows = scan()
+            except Exception:  # the store closed or failed: stay on the anti-join, correctly
+                log.exception("could not read the newest stored readings; dedupe stays on joins")
+                return
+            with self._lock:
+                marks = self._marks
+                for tenant, device, identifier, newest in rows:
+                    key = (tenant, device, identifier)
+                    if newest > marks.get(key, newest - 1):
+                        marks[key] = newest
+                self._ready = True
+            self._loaded.set()
+            log.info("dedupe marks of %d series loaded", len(rows))
+
+        threading.Thread(target=run, name="gridhub-high-water", daemon=True).start()
+
+    def newest_if_all_new(self, cols: MeasurementColumns) -> dict[SeriesKey, int] | None:
+        """The newest timestamp per series of ``cols`` if every reading is known to be new
+        (newer than anything stored and than the batch's earlier readings of its series),
+        else ``None``."""
+        if not self._ready:
+            return None
+        marks = self._marks
+        newest: dict[SeriesKey, int] = {}
+        for key in zip(cols.tenant, cols.device, cols.identifier, cols.ts, strict=True):
+            series, ts = key[:3], key[3]
+            floor = newest.get(series)
+            if floor is None:
+                floor = marks.get(series)
+            if floor is not None and ts <= floor:
+                return None
+            newest[series] = ts
+        return newest
+
+    @staticmethod
+    def newest(cols: MeasurementColumns) -> dict[SeriesKey, int]:
+        """The newest timestamp per series of ``cols``, in any order."""
+        newest: dict[SeriesKey, int] = {}
+        for tenant, device, identifier, ts in zip(
+            cols.tenant, cols.device, cols.identifier, cols.ts, strict=True
+        ):
+            series = (tenant, device, identifier)
+            if ts > newest.get(series, ts - 1):
+                newest[series] = ts
+        return newest
+
+    def record(self, newest: dict[SeriesKey, int]) -> None:
+        """Raise the marks after a commit (every reading of a batch is stored once it commits:
+        the new ones just now, the duplicates before)."""
+        with self._lock:
+            marks = self._marks
+            for series, ts in newest.items():
+                if ts > marks.get(series, ts - 1):
+                    marks[series] = ts
