@@ -344,3 +344,47 @@ def test_marks_loaded_after_a_restart_still_drop_resent_readings(tmp_path: Path)
         ]
     finally:
         store.close()
+
+
+def test_a_merge_beside_the_writes_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """The pipeline merges rollups on its own thread while the writer writes: every reading
+    must end up in the rollups once, and the state must be the newest reading."""
+    import threading
+
+    store = DuckDBStore(DuckDBDatabase(tmp_path / "beside.duckdb"))
+    stop, errors = threading.Event(), []
+
+    def merge() -> None:
+        while not stop.is_set():
+            try:
+                store.merge_rollups()
+            except Exception as exc:  # what the test is about
+                errors.append(exc)
+
+    merger = threading.Thread(target=merge)
+    merger.start()
+    t0 = utc(2026, 11, 20)
+    try:
+        for b in range(60):
+            rows = [
+                ("t1", f"d{i % 20}", P, t0 + timedelta(minutes=b * 10 + i // 20), float(i % 7))
+                for i in range(200)
+            ]
+            store.write(batch_of(rows, update=True))
+    finally:
+        stop.set()
+        merger.join()
+    try:
+        assert errors == []
+        store.merge_rollups()
+        start, end = t0 - timedelta(days=1), t0 + timedelta(days=2)
+        total = sum(
+            v
+            for d in range(20)
+            for _, v in q(store, start, end, Resolution.DAY, Function.COUNT, device=f"d{d}")
+        )
+        assert total == 60 * 200
+        newest = t0 + timedelta(minutes=59 * 10 + 9)
+        assert [s.ts for s in store.latest("t1", "d0")] == [newest]
+    finally:
+        store.close()

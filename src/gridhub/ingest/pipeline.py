@@ -156,9 +156,12 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self.store_healthy = True
         self._store_down_until = 0.0  # fault injection (S3): writes fail until then
-        # readings stored but not yet folded into the rollups (Store.merge_rollups)
+        # readings stored but not yet folded into the rollups (Store.merge_rollups), which the
+        # merger thread does beside the writer (a merge must not hold up confirmations)
         self._unmerged = 1  # unknown at start: a leftover from a crash is merged first
-        self._last_merge = time.monotonic()
+        self._unmerged_lock = threading.Lock()
+        self._merge_now = threading.Event()
+        self._merger: threading.Thread | None = None
         # told about every committed batch (e.g. the command service matching Acknowledges)
         self._observers: list[Callable[[list[Prepared]], None]] = []
 
@@ -179,6 +182,8 @@ class Pipeline:
         self._buffer.reopen()
         self._thread = threading.Thread(target=self._run, name="gridhub-writer", daemon=True)
         self._thread.start()
+        self._merger = threading.Thread(target=self._merge_loop, name="gridhub-merger", daemon=True)
+        self._merger.start()
 
     def close_intake(self) -> None:
         """Refuse new submissions (a source blocked waiting for room gives up, unconfirmed)."""
@@ -192,6 +197,10 @@ class Pipeline:
         self._stop.set()
         self._thread.join(timeout)
         self._thread = None
+        if self._merger is not None:  # it merges what the writer left, then ends
+            self._merge_now.set()
+            self._merger.join(timeout)
+            self._merger = None
 
     @property
     def running(self) -> bool:
@@ -251,7 +260,8 @@ class Pipeline:
         while True:
             taken = self._buffer.take(self._batch_rows, 0.2)
             if not taken:
-                self._merge_rollups()  # idle: bring the rollups up to date
+                if self._unmerged:
+                    self._merge_now.set()  # idle: bring the rollups up to date
                 if self._stop.is_set():
                     return
                 continue
@@ -263,8 +273,22 @@ class Pipeline:
                 time.sleep(self._batch_delay_s)  # linger: trade latency for larger batches
                 taken += self._buffer.take(self._batch_rows - sum(p.rows for p in taken), 0.0)
             self._write(taken)
-            if self._unmerged >= MERGE_ROWS or time.monotonic() - self._last_merge > MERGE_SECONDS:
-                self._merge_rollups()
+            if self._unmerged >= MERGE_ROWS:
+                self._merge_now.set()
+
+    def _merge_loop(self) -> None:
+        """The merger thread: a merge every ``MERGE_SECONDS``, or sooner when the writer asks
+        (many readings pending, or nothing to write). It runs beside the writer in its own
+        store transaction — DuckDB's snapshot isolation keeps the two apart, and a merge
+        deletes only the pending readings it saw — so a merge (tens of ms, more under load)
+        never delays a confirmation, and DuckDB runs it on the other core."""
+        while True:
+            self._merge_now.wait(MERGE_SECONDS)
+            self._merge_now.clear()
+            self._merge_rollups()
+            if self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
+                self._merge_rollups()  # what the writer wrote last
+                return
 
     def _merge_rollups(self) -> None:
         """Fold stored readings into the rollups, after their senders were confirmed.
@@ -274,18 +298,20 @@ class Pipeline:
         """
         if not self._unmerged or time.monotonic() < self._store_down_until:
             return
+        with self._unmerged_lock:
+            counted, self._unmerged = self._unmerged, 0
         started = time.perf_counter()
         try:
             merged = self._store.merge_rollups()
-        except StoreUnavailable as exc:
-            self.store_healthy = False
-            log.warning("rollup merge failed, will retry: %s", exc)
+        except Exception as exc:  # the readings stay pending and reads stay exact
+            with self._unmerged_lock:
+                self._unmerged += counted
+            if isinstance(exc, StoreUnavailable):
+                self.store_healthy = False
+                log.warning("rollup merge failed, will retry: %s", exc)
+            else:  # a bug
+                log.exception("rollup merge failed")
             return
-        except Exception:  # a bug: the readings stay pending and reads stay exact
-            log.exception("rollup merge failed")
-            return
-        self._unmerged = 0
-        self._last_merge = time.monotonic()
         self.metrics.add(rollup_merges=1, rollup_merged_readings=merged)
         self.metrics.last_merge_seconds = time.perf_counter() - started
 
@@ -319,7 +345,8 @@ class Pipeline:
                 return
         elapsed = time.perf_counter() - started
         self._buffer.release(rows)
-        self._unmerged += result.stored
+        with self._unmerged_lock:
+            self._unmerged += result.stored
         self.metrics.add(
             accepted_messages=sum(p.receipt.accepted for p in taken),
             rejected_messages=sum(len(p.receipt.rejected) for p in taken),

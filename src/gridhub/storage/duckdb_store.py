@@ -118,7 +118,10 @@ class DuckDBDatabase:
         self._con.execute("SET TimeZone = 'UTC'")
         migrate(self._con)
         self._local = threading.local()
+        # one batch write at a time, and one rollup merge at a time; a merge runs beside the
+        # writes (its own transaction: DuckDB's snapshot isolation keeps them apart)
         self.write_lock = threading.Lock()
+        self.merge_lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for the calling thread (DuckDB connections are not shared by threads)."""
@@ -294,7 +297,7 @@ class DuckDBStore:
         on the fly, so answers are exact either way; after a crash the merge simply happens on
         the next call.
         """
-        with self._db.write_lock:
+        with self._db.merge_lock:
             cur = self._db.cursor()
             try:
                 cur.execute("BEGIN")
