@@ -8,6 +8,7 @@ lets one process at a time open its file.
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -105,6 +106,10 @@ def serve(
         console.print(
             "[bold yellow]admin token (shown once, store it now):[/bold yellow] " + secret
         )
+    # The hub's threads (MQTT client, writer, merger, HTTP) hand the GIL to one another for every
+    # message; CPython's default 5 ms switch interval can make each hand-off wait that long
+    # under load. 1 ms measured +5-10 % MQTT ingest and a lower publish→queryable latency.
+    sys.setswitchinterval(0.001)
     try:
         hub.start()
         server = ApiServer(
