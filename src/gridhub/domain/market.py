@@ -26,7 +26,6 @@ __all__ = [
     "RequestKind",
     "RequestStatus",
     "Retailer",
-    "Supply",
     "fingerprint",
 ]
 
@@ -59,27 +58,17 @@ DELIVERY_FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 @dataclass(frozen=True, slots=True)
 class Retailer:
-    """A retailer platform (seed 003's RP): where its webhooks go and how they are signed."""
+    """A retailer platform (seed 003's RP): where its webhooks go and how they are signed. Its
+    id is that of an access stakeholder of kind retailer; its clients come from contracts."""
 
     tenant: str
     id: str
     name: str
     webhook_url: str
     secret: str
-    token_id: str | None  # the token the hub issued for it (None: it uses its access stakeholder)
+    token_id: str | None  # the stakeholder token issued at registration (None: none asked)
     created: datetime
     disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Supply:
-    """A site supplied by a retailer over ``[start, end)`` (the registry-based directory)."""
-
-    tenant: str
-    site: str
-    retailer: str
-    start: datetime
-    end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

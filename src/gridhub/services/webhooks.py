@@ -35,6 +35,8 @@ from gridhub.storage.market_store import MarketStore
 __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "Refusal",
+    "Target",
     "WebhookConfig",
     "WebhookDispatcher",
     "sign",
@@ -90,7 +92,16 @@ class Target:
     secret: str
 
 
-Resolve = Callable[[Delivery], "Target | None"]
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A delivery that must not be sent at all (it fails at once, without retries): e.g. it
+    names a client whose supplier changed since the request was made."""
+
+    reason: str
+
+
+# per attempt: where to send; None — not now (unknown or disabled retailer: retried); a Refusal
+Resolve = Callable[[Delivery], "Target | Refusal | None"]
 OnFinal = Callable[[Delivery], None]
 
 
@@ -187,7 +198,10 @@ class WebhookDispatcher:
         code: int | None = None
         error: str | None = None
         answer: dict[str, Any] | None = None
-        if target is None:
+        refused = isinstance(target, Refusal)
+        if isinstance(target, Refusal):
+            error = target.reason
+        elif target is None:
             error = "retailer unknown or disabled"
         else:
             stamp = int(time.time())
@@ -214,8 +228,10 @@ class WebhookDispatcher:
         done = code is not None and 200 <= code < 300
         deadline = self._deadline_of(d)
         retry_at = now + timedelta(seconds=self._backoff(attempts))
-        give_up = attempts >= self.config.max_attempts or (
-            deadline is not None and retry_at >= deadline
+        give_up = (
+            refused
+            or attempts >= self.config.max_attempts
+            or (deadline is not None and retry_at >= deadline)
         )
         if done:
             status = DeliveryStatus.DELIVERED
