@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from gridhub.errors import InvalidRequest
 
 __all__ = [
     "DELIVERY_FINAL",
@@ -26,7 +28,9 @@ __all__ = [
     "RequestKind",
     "RequestStatus",
     "Retailer",
+    "aware",
     "fingerprint",
+    "period",
 ]
 
 MAX_KEY = 128  # idempotency key length
@@ -113,3 +117,18 @@ def fingerprint(kind: RequestKind, params: dict[str, Any]) -> str:
     """A stable digest of a request's content: the same key with another content is a conflict."""
     canonical = json.dumps({"kind": kind.value, **params}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def aware(name: str, moment: datetime) -> datetime:
+    """A caller's instant in UTC; 422 without an offset."""
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a UTC offset")
+    return moment.astimezone(UTC)
+
+
+def period(start: datetime, end: datetime, max_days: int) -> tuple[datetime, datetime]:
+    """A caller's ``[from, to)``: both with offsets, ``to`` after ``from``, at most so long."""
+    lo, hi = aware("from", start), aware("to", end)
+    if hi <= lo or hi - lo > timedelta(days=max_days):
+        raise InvalidRequest(f"to must be after from, at most {max_days} days")
+    return lo, hi

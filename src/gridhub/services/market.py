@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,7 +56,7 @@ from gridhub.services.webhooks import Target as HookTarget
 from gridhub.storage.market_store import MarketStore
 from gridhub.storage.registry import Registry
 
-__all__ = ["DSO_ROLES", "READ_KINDS", "Area", "MarketCore", "RequestView", "aware", "period"]
+__all__ = ["DSO_ROLES", "READ_KINDS", "Area", "MarketCore", "RequestView"]
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +105,6 @@ class RequestView:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(name: str, moment: datetime) -> datetime:
-    """A caller's instant in UTC; 422 without an offset."""
-    if moment.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a UTC offset")
-    return moment.astimezone(UTC)
-
-
-def period(start: datetime, end: datetime, max_days: int) -> tuple[datetime, datetime]:
-    """A caller's ``[from, to)``: both with offsets, ``to`` after ``from``, at most so long."""
-    lo, hi = aware("from", start), aware("to", end)
-    if hi <= lo or hi - lo > timedelta(days=max_days):
-        raise InvalidRequest(f"to must be after from, at most {max_days} days")
-    return lo, hi
 
 
 def check_key(key: str | None) -> str:

@@ -16,12 +16,12 @@ from typing import Any
 from gridhub.access.audit import AuditLog
 from gridhub.access.enforce import AccessControl
 from gridhub.access.tokens import Principal, TokenService
-from gridhub.domain.market import MarketRequest, RequestKind, RequestStatus
+from gridhub.domain.market import MarketRequest, RequestKind, RequestStatus, aware, period
 from gridhub.domain.tariffs import Target, TariffKind
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.grid.topologies import TopologyService
 from gridhub.services.commands import CommandService
-from gridhub.services.market import Area, RequestView, aware, check_key, period
+from gridhub.services.market import Area, RequestView, check_key
 from gridhub.services.market_reads import ENERGY_IDENTIFIER, MarketReads
 from gridhub.services.tariffs import TariffDay, TariffService
 from gridhub.services.webhooks import WebhookConfig

@@ -27,10 +27,10 @@ from typing import Any
 from gridhub.access.audit import AuditLog
 from gridhub.access.enforce import AccessControl
 from gridhub.access.tokens import Principal, TokenService
-from gridhub.domain.market import MarketRequest, RequestKind
+from gridhub.domain.market import MarketRequest, RequestKind, period
 from gridhub.errors import Forbidden, InvalidRequest, NotFound
 from gridhub.grid.topologies import TopologyService
-from gridhub.services.market import MAX_SITES, MarketCore, check_key, period
+from gridhub.services.market import MAX_SITES, MarketCore, check_key
 from gridhub.services.market_billing import billing_lines, profile_lines
 from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.market_readings import MarketReadings
