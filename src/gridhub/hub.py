@@ -39,6 +39,7 @@ from gridhub.services.reports import ReportService
 from gridhub.services.sql_console import SqlConsole
 from gridhub.services.subscriptions import SubscriptionService, subscription_config
 from gridhub.services.tariffs import TariffService
+from gridhub.services.webhook_guard import WebhookGuard
 from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.devices_catalog import DevicesCatalog
@@ -269,6 +270,7 @@ def build_hub(settings: Settings) -> Hub:
             workers=settings.market_webhook_workers,
             timeout_s=settings.market_webhook_timeout_s,
             max_attempts=settings.market_webhook_attempts,
+            guard=WebhookGuard(settings.webhook_allow),
         ),
     )
     pipeline.add_observer(audit.record_ingest)  # one audit entry per MQTT batch and tenant

@@ -22,7 +22,8 @@ from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, RateLimited
 from gridhub.grid.topologies import TopologyService
 from gridhub.services.market_reads import MarketReads
-from gridhub.services.webhooks import Refusal, Target
+from gridhub.services.webhook_guard import WebhookGuard
+from gridhub.services.webhooks import Refusal, Target, WebhookConfig
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.base import StateValue
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
@@ -81,6 +82,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         TopologyService(DuckDBTopologies(db), registry),
         TokenService(DuckDBCatalog(db)),
         access,
+        webhook_config=WebhookConfig(guard=WebhookGuard(["retailer.example"])),  # no DNS
     )
     yield World(registry, directory, access, clock, market)
     db.close()

@@ -232,6 +232,7 @@ class MarketCore:
         parts = urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or len(webhook_url) > MAX_URL:
             raise InvalidRequest(f"webhook_url must be an http(s) URL of at most {MAX_URL} chars")
+        self.webhooks.config.guard.check(webhook_url)  # 422 naming the address and why (SSRF)
         with self._lock:
             old = self._retailers.get((tenant, retailer_id))
             token_secret = None

@@ -23,13 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from gridhub.domain.market import Delivery, DeliveryStatus
+from gridhub.services.webhook_guard import WebhookGuard, WebhookRefused, WebhookUnresolved
 from gridhub.storage.market_store import MarketStore
 
 __all__ = [
@@ -82,6 +83,7 @@ class WebhookConfig:
     max_attempts: int = 8
     first_backoff_s: float = 0.5
     max_backoff_s: float = 60.0
+    guard: WebhookGuard = field(default_factory=WebhookGuard)  # where webhooks may go (SSRF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class WebhookDispatcher:
         self._client = httpx.Client(
             timeout=self.config.timeout_s,
             limits=httpx.Limits(max_connections=self.config.workers * 2),
+            follow_redirects=False,  # a redirect could lead a signed body somewhere else
         )
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="webhook")
         self.submit(self._store.pending_deliveries())
@@ -214,14 +217,16 @@ class WebhookDispatcher:
                 "User-Agent": "gridhub-market-hub",
             }
             assert self._client is not None
-            try:
-                resp = self._client.post(target.url, content=d.body, headers=headers)
+            try:  # checked again and sent to the address just checked (DNS rebinding)
+                resp = self.config.guard.post(self._client, target.url, d.body, headers)
                 code = resp.status_code
                 if 200 <= code < 300:
                     answer = _answer(resp)
                 else:
                     error = resp.text[:200] or resp.reason_phrase
-            except httpx.HTTPError as exc:
+            except WebhookRefused as exc:
+                refused, error = True, str(exc)[:300]
+            except (httpx.HTTPError, WebhookUnresolved) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:200]
         self.sent += 1
         attempts = d.attempts + 1
