@@ -54,7 +54,8 @@ def cell(clients: int, retailers: int, duration: float, rates: dict[str, float])
     with tempfile.TemporaryDirectory(prefix="gridhub-bench-market-") as tmp:
         data_dir = Path(tmp)
         token = admin_token(data_dir)
-        with HubProcess(data_dir) as hub:
+        # the simulated retailer platforms listen on 127.0.0.1: webhooks may go there (SSRF guard)
+        with HubProcess(data_dir, env={"GRIDHUB_WEBHOOK_ALLOW": '["127.0.0.1"]'}) as hub:
             sim = MarketSimulation(hub.url, token, "market", clients, retailers, seed=clients)
             try:
                 t = time.monotonic()

@@ -50,6 +50,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "http_port": 0,
         "mqtt_client_id": f"gridhub-test-{uuid.uuid4().hex[:10]}",
+        # the tests' webhook receivers (retailer platforms, subscribers) listen on 127.0.0.1
+        "webhook_allow": ["127.0.0.1"],
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

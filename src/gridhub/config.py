@@ -101,8 +101,12 @@ class Settings(BaseSettings):
     subscription_retry_max_s: float = Field(300.0, gt=0, description="longest retry delay")
     subscription_max_attempts: int = Field(8, ge=1, le=50, description="sends per notification")
     subscription_webhook_timeout_s: float = Field(5.0, gt=0, description="one webhook POST")
-    subscription_webhook_allow_private: bool = Field(
-        False, description="allow webhooks to loopback/private/link-local addresses (lab use)"
+    # where webhooks (market platforms, subscriptions) may go besides public addresses
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="networks (10.0.0.0/8, 127.0.0.1) and host names webhooks may go to although "
+        "not public; loopback, link-local, private and metadata addresses are refused otherwise "
+        "(services/webhook_guard.py)",
     )
     # market hub (O4): webhooks to retailer platforms
     market_webhook_workers: int = Field(16, ge=1, le=256, description="parallel webhook calls")

@@ -39,6 +39,7 @@ from gridhub.services.reports import ReportService
 from gridhub.services.sql_console import SqlConsole
 from gridhub.services.subscriptions import SubscriptionService, subscription_config
 from gridhub.services.tariffs import TariffService
+from gridhub.services.webhook_guard import WebhookGuard
 from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.devices_catalog import DevicesCatalog
@@ -246,8 +247,14 @@ def build_hub(settings: Settings) -> Hub:
     commands = CommandService(outbound, registry, command_config(settings))
     tariffs = TariffService(outbound, registry, commands)
     tokens = TokenService(catalog)  # one instance: its cache is what authenticates
-    # market hub (O4): who supplies whom comes from the market's own supply table for now;
-    # ContractsMarketDirectory(access.directory) reads the access contracts instead (docs/market.md)
+    pipeline.add_observer(commands.observe)  # acks and devices heard from
+    report_store = DuckDBReportStore(db)
+    device_types = DeviceTypes(devices_catalog, registry)
+    access_catalog = DuckDBAccessCatalog(db)
+    access = AccessControl(Directory(access_catalog, registry), registry)
+    audit = AuditLog(access_catalog)
+    # market hub (O4): who supplies whom is the access layer's contracts, and reads of client
+    # data pass the same enforcement point as the series API (services/market_reads.py)
     market = MarketService(
         MarketStore(db),
         MarketReadings(db),
@@ -257,18 +264,15 @@ def build_hub(settings: Settings) -> Hub:
         tariffs,
         commands,
         outbound,
+        access,
+        audit,
         webhook_config=WebhookConfig(
             workers=settings.market_webhook_workers,
             timeout_s=settings.market_webhook_timeout_s,
             max_attempts=settings.market_webhook_attempts,
+            guard=WebhookGuard(settings.webhook_allow),
         ),
     )
-    pipeline.add_observer(commands.observe)  # acks and devices heard from
-    report_store = DuckDBReportStore(db)
-    device_types = DeviceTypes(devices_catalog, registry)
-    access_catalog = DuckDBAccessCatalog(db)
-    access = AccessControl(Directory(access_catalog, registry), registry)
-    audit = AuditLog(access_catalog)
     pipeline.add_observer(audit.record_ingest)  # one audit entry per MQTT batch and tenant
     subscriptions = SubscriptionService(
         SubscriptionStore(db),

@@ -276,3 +276,72 @@ def test_registry_listings_show_what_the_caller_may_read(hub: Hub, api: Api) -> 
         assert sites == {d.split("-")[0] for d in devices}, caller
         if caller != "installation-admin":
             assert client.get("/api/v1/tenants/beta/devices").status_code == 403
+
+
+# -- the market hub's reads (billing, consumption profiles) in the same world ---------------------
+
+PERIODS = {
+    "data-day": ("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z"),  # r-now's period, the data
+    "old-period": ("2025-06-01T00:00:00Z", "2025-06-02T00:00:00Z"),  # r-old's period, no data
+}
+# (caller, site, period) granted in alpha; everything else must be refused
+MARKET_GRANTED = {("r-now", "hh001", "data-day"), ("r-old", "hh001", "old-period")}
+
+
+def test_market_reads_matrix(hub: Hub, api: Api) -> None:
+    """Every caller × tenant × market read × site × period: a 2xx only for a retailer's own
+    client inside its own contract period, holding only that client's readings."""
+    tokens = build(hub, api)
+    wrong: list[str] = []
+    n = 0
+    for caller, secret in tokens.items():
+        client = api.client(secret)
+        for tenant in TENANTS:
+            for what in ("billing", "profiles"):
+                for site in ("hh001", "hh002"):
+                    for name, (lo, hi) in PERIODS.items():
+                        n += 1
+                        granted = tenant == "alpha" and (caller, site, name) in MARKET_GRANTED
+                        resp = client.post(
+                            f"/api/v1/tenants/{tenant}/market/{what}",
+                            json={"from": lo, "to": hi, "sites": [site], "identifier": CONSUMED},
+                            headers={"Idempotency-Key": f"{caller}-{tenant}-{what}-{site}-{name}"},
+                        )
+                        ok = 200 <= resp.status_code < 300
+                        case = f"{caller} {what} {tenant}/{site} {name}: {resp.status_code}"
+                        if ok != granted:
+                            wrong.append(f"{case} (granted={granted}) {resp.text[:200]}")
+                        elif not ok and resp.status_code not in (403, 404):
+                            wrong.append(f"{case}: refusal should be 403/404")
+                        elif ok:
+                            lines = resp.json()["result"]["clients"]
+                            if [line["site"] for line in lines] != [site]:
+                                wrong.append(f"{case}: lines of {lines}")
+                            if what == "billing":
+                                want = 1 if name == "data-day" else 0
+                                if lines[0]["readings"] != want:
+                                    wrong.append(f"{case}: {lines[0]['readings']} readings")
+    assert n == len(tokens) * len(TENANTS) * 2 * 2 * len(PERIODS)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_market_request_shows_client_data_to_its_retailer_and_admins_only(
+    hub: Hub, api: Api
+) -> None:
+    tokens = build(hub, api)
+    lo, hi = PERIODS["data-day"]
+    made = api.client(tokens["r-now"]).post(
+        "/api/v1/tenants/alpha/market/billing",
+        json={"from": lo, "to": hi, "identifier": CONSUMED, "idempotency_key": "all"},
+    )
+    assert made.status_code == 201, made.text
+    assert [line["site"] for line in made.json()["result"]["clients"]] == ["hh001"]
+    url = f"/api/v1/tenants/alpha/market/requests/{made.json()['id']}"
+    for caller, secret in tokens.items():
+        resp = api.client(secret).get(url)
+        if caller in ("r-now", "tenant-admin", "installation-admin"):
+            assert resp.status_code == 200 and resp.json()["result"]["clients"], caller
+        elif caller == "dso":  # follows the request, without the data
+            assert resp.status_code == 200 and resp.json()["result"] is None
+        else:
+            assert resp.status_code in (403, 404), (caller, resp.status_code)

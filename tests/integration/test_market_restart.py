@@ -42,18 +42,22 @@ def test_restart_resumes_deliveries_and_keeps_requests(tmp_path: Path) -> None:
     }
     try:
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin}"}) as c:
+            # who supplies whom: a retailer stakeholder and its contracts with the customers
+            people = [{"id": "acme", "kind": "retailer"}] + [
+                {"id": f"cust{i}", "kind": "customer", "site": f"s{i}"} for i in range(4)
+            ]
+            made = c.post("/api/v1/tenants/rst/stakeholders/bulk", json={"stakeholders": people})
+            assert made.status_code == 201, made.text
+            start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+            contracts = [
+                {"customer": f"cust{i}", "supplier": "acme", "start": start} for i in range(4)
+            ]
+            made = c.post("/api/v1/tenants/rst/contracts/bulk", json={"contracts": contracts})
+            assert made.status_code == 201, made.text
             record = c.put(
                 "/api/v1/tenants/rst/market/retailers/acme",
                 json={"webhook_url": f"http://127.0.0.1:{port}/hook"},
             ).json()
-            start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-            supplies = [{"site": f"s{i}", "retailer": "acme", "start": start} for i in range(4)]
-            assert (
-                c.post(
-                    "/api/v1/tenants/rst/market/supplies", json={"supplies": supplies}
-                ).status_code
-                == 200
-            )
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {dso}"}) as c:
             first = c.post(
                 "/api/v1/tenants/rst/market/emergencies",

@@ -15,14 +15,22 @@ from hypothesis import strategies as st
 
 from gridhub.access.directory import Directory
 from gridhub.access.enforce import AccessControl
-from gridhub.access.tokens import Principal
+from gridhub.access.tokens import Principal, TokenService
 from gridhub.domain.access import ALERTS, Kind, from_us, subtract, to_us, union
+from gridhub.domain.market import Delivery, DeliveryStatus
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, RateLimited
+from gridhub.grid.topologies import TopologyService
+from gridhub.services.market_reads import MarketReads
+from gridhub.services.webhook_guard import WebhookGuard
+from gridhub.services.webhooks import Refusal, Target, WebhookConfig
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
 from gridhub.storage.base import StateValue
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_store import DuckDBDatabase
+from gridhub.storage.duckdb_topologies import DuckDBTopologies
+from gridhub.storage.market_readings import MarketReadings
+from gridhub.storage.market_store import MarketStore
 from gridhub.storage.registry import Registry
 
 CONSUMED = "electricity.power.active.consumed.total"
@@ -49,6 +57,7 @@ class World:
     directory: Directory
     access: AccessControl
     clock: Clock
+    market: MarketReads  # the market hub's retailer reads and routing, over the same access
 
     def tenant(self, tenant: str) -> None:
         """A tenant with two households (s1, s2) and a grid node (s3), one device each."""
@@ -65,7 +74,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     registry = Registry(DuckDBCatalog(db))
     directory = Directory(DuckDBAccessCatalog(db), registry)
     clock = Clock()
-    yield World(registry, directory, AccessControl(directory, registry, clock), clock)
+    access = AccessControl(directory, registry, clock)
+    market = MarketReads(
+        MarketStore(db),
+        MarketReadings(db),
+        registry,
+        TopologyService(DuckDBTopologies(db), registry),
+        TokenService(DuckDBCatalog(db)),
+        access,
+        webhook_config=WebhookConfig(guard=WebhookGuard(["retailer.example"])),  # no DNS
+    )
+    yield World(registry, directory, access, clock, market)
     db.close()
 
 
@@ -256,9 +275,15 @@ def test_window_arithmetic() -> None:
 
 
 # -- property: no routing path sends a client's data to a retailer without a running contract ----
+#
+# One generated history of alice's supply contracts (switches, ends) is checked on every path that
+# can hand a client's data to a retailer: the enforcement point (series reads, per-value delivery,
+# latest state) and the market hub (who supplies whom from the contracts, the windows a billing or
+# profile request reads, the routing of DSO requests, and the check before each webhook attempt).
 
 RETAILERS = ("r1", "r2")
 _property_tenants = itertools.count()
+ADMIN = Principal("tok-admin", None, "admin")
 
 # events in hours: (time, new retailer or None = the contract ends without a successor)
 events = st.lists(
@@ -271,13 +296,22 @@ reads = st.lists(
 )
 
 
-def reference(timeline: list[tuple[int, str | None]], retailer: str, hour: int) -> bool:
+def reference(timeline: list[tuple[int, str | None]], retailer: str, hour: float) -> bool:
     """The supplier at ``hour`` is the last event's at or before it."""
     current = None
     for at, supplier in timeline:
         if at <= hour:
             current = supplier
     return current == retailer
+
+
+def _hours(windows: list[tuple[datetime, datetime]], start: int, length: int) -> list[int]:
+    """The whole hours of ``[start, start + length)`` the windows cover (at their middle)."""
+    return [
+        hour
+        for hour in range(start, start + length)
+        if any(lo <= h(hour + 0.5) < hi for lo, hi in windows)
+    ]
 
 
 @settings(
@@ -299,6 +333,9 @@ def test_no_client_data_without_a_running_contract(
     d.create_stakeholder(tenant, "bob", Kind.CUSTOMER, site="s2")
     for r in RETAILERS:
         d.create_stakeholder(tenant, r, Kind.RETAILER)
+        world.market.register_retailer(
+            ADMIN, tenant, r, name=r, webhook_url="http://retailer.example/hook", issue_token=False
+        )
     d.create_stakeholder(tenant, "agg", Kind.AGGREGATOR)
     if aggregator:  # another kind of contract must not widen a retailer's access
         d.create_contract(tenant, "alice", "agg", h(0))
@@ -317,13 +354,14 @@ def test_no_client_data_without_a_running_contract(
             d.switch_supplier(tenant, "alice", supplier, h(at))
         timeline.append((at, supplier))
         current = supplier
+    market = world.market
     for retailer, start, length in reads:
         p = who(tenant, retailer, "retailer")
-        decision = world.access.decide_read(p, tenant, "m1", CONSUMED, h(start), h(start + length))
+        lo, hi = h(start), h(start + length)
         expected = [hour for hour in range(start, start + length)
                     if reference(timeline, retailer, hour)]  # fmt: skip
-        granted = [hour for hour in range(start, start + length) if decision.covers(h(hour + 0.5))]
-        assert granted == expected, (timeline, retailer, start, length)
+        decision = world.access.decide_read(p, tenant, "m1", CONSUMED, lo, hi)
+        assert _hours(decision.spans(), start, length) == expected, (timeline, retailer, start)
         # the per-value check (subscriptions, notifications) agrees with the reference
         for hour in (start, start + length // 2):
             assert world.access.may_read(p, tenant, "m1", CONSUMED, h(hour)) == reference(
@@ -332,12 +370,39 @@ def test_no_client_data_without_a_running_contract(
         # the latest state is shown only while the contract runs now
         value = [StateValue(CONSUMED, h(start), 1.0, h(start))]
         try:
-            shown = world.access.filter_latest(p, tenant, "m1", value, h(start + length))
+            shown = world.access.filter_latest(p, tenant, "m1", value, hi)
         except Forbidden:
             shown = []
         if shown:
             assert reference(timeline, retailer, start + length)
             assert reference(timeline, retailer, start)
+        # market hub: the supply windows come from the contracts alone
+        supply = market.directory.supply_windows(tenant, retailer, "s1", lo, hi)
+        assert _hours(supply, start, length) == expected
+        # a billing or profile request reads alice's meter only inside the retailer's contract
+        readable = market.readable(p, tenant, retailer, None, CONSUMED, lo, hi)
+        assert _hours(readable.allowed.get("s1", {}).get("m1", []), start, length) == expected
+        assert set(readable.allowed) <= {"s1", "s2"}  # s3 is nobody's client
+        if expected:
+            named = market.readable(p, tenant, retailer, ["s1"], CONSUMED, lo, hi)
+            assert _hours(named.allowed["s1"]["m1"], start, length) == expected
+        else:
+            with pytest.raises(Forbidden):
+                market.readable(p, tenant, retailer, ["s1"], CONSUMED, lo, hi)
+        # routing a DSO request at an instant: alice's site only to her retailer then
+        for hour in (start, start + length // 2):
+            routed = market.by_retailer(tenant, ["s1", "s2", "s3"], h(hour + 0.5))
+            assert ("s1" in routed.get(retailer, [])) == reference(timeline, retailer, hour)
+            assert all(r in RETAILERS for r in routed)
+    # a webhook naming alice goes out (now) only to the retailer whose contract runs now
+    for retailer in RETAILERS:
+        delivery = Delivery("d", tenant, "req", retailer, "emergency.announced", b"{}",
+                            DeliveryStatus.PENDING, h(0), h(0), clients=("s1",))  # fmt: skip
+        target = market._hook_target(delivery)
+        if reference(timeline, retailer, 10**6):  # the hours of the timeline lie in the past
+            assert isinstance(target, Target)
+        else:
+            assert isinstance(target, Refusal)
 
 
 def test_a_policy_on_one_identifier_leaves_the_others_to_the_defaults(world: World, t: str) -> None:

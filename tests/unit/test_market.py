@@ -1,27 +1,30 @@
-"""Market hub pure logic: webhook signatures, request fingerprints, supplier directories,
-areas and the simulator's statistics."""
+"""Market hub logic: webhook signatures, request fingerprints, who supplies whom (the access
+layer's contracts, on a real temporary catalog), areas and the simulator's statistics."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from pathlib import Path
 
 import pytest
 
+from gridhub.access.directory import Directory
 from gridhub.access.tokens import Principal
-from gridhub.domain.market import RequestKind, Supply, fingerprint
+from gridhub.domain.access import Kind as K
+from gridhub.domain.market import RequestKind, fingerprint
+from gridhub.domain.registry import Site, Tenant
 from gridhub.errors import Conflict, Forbidden, InvalidRequest
 from gridhub.services.market import Area, check_key
-from gridhub.services.market_directory import (
-    ContractsMarketDirectory,
-    RegistryMarketDirectory,
-    is_supplier,
-    retailer_of,
-)
+from gridhub.services.market_directory import ContractsMarketDirectory, retailer_of
 from gridhub.services.webhooks import sign, verify
 from gridhub.sim.market import percentile
+from gridhub.storage.access_catalog import DuckDBAccessCatalog
+from gridhub.storage.duckdb_catalog import DuckDBCatalog
+from gridhub.storage.duckdb_store import DuckDBDatabase
+from gridhub.storage.registry import Registry
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -60,138 +63,107 @@ def test_keys_and_areas_are_checked() -> None:
     assert Area(node="n1").describe() == {"node": "n1"}
 
 
-class FakeStore:
-    def __init__(self) -> None:
-        self.rows: list[Supply] = []
-        self.writes = 0
-
-    def supplies(self) -> list[Supply]:
-        return list(self.rows)
-
-    def put_supplies(self, ended: list[Supply], added: list[Supply]) -> None:
-        self.writes += 1
-        for e in ended:
-            self.rows = [r for r in self.rows if (r.site, r.start) != (e.site, e.start)] + [e]
-        self.rows += added
+@dataclass
+class World:
+    registry: Registry
+    directory: Directory
 
 
-def test_registry_directory_switch_keeps_each_supplier_its_period() -> None:
-    store = FakeStore()
-    d = RegistryMarketDirectory(store)  # type: ignore[arg-type]
-    switch = T0 + timedelta(days=10)
-    d.set_suppliers("t", [("s1", "r1", T0), ("s2", "r2", T0)])
-    d.set_suppliers("t", [("s1", "r2", switch)])
-    assert store.writes == 2
-    month = (T0, T0 + timedelta(days=30))
-    assert d.supply_windows("t", "r1", "s1", *month) == [(T0, switch)]
-    assert d.supply_windows("t", "r2", "s1", *month) == [(switch, month[1])]
-    assert d.supply_windows("t", "r1", "s2", *month) == []
-    assert is_supplier(d, "t", "r1", "s1", switch - timedelta(seconds=1))
-    assert not is_supplier(d, "t", "r1", "s1", switch)
-    assert d.suppliers("t", ["s1", "s2", "s9"], switch) == {"s1": "r2", "s2": "r2"}
-    assert d.clients("t", "r2", switch) == ["s1", "s2"]
-    assert d.clients("t", "r1", T0) == ["s1"]
-    with pytest.raises(Conflict):
-        d.set_suppliers("t", [("s1", "r1", T0)])  # before the running supply's start
-    # the same supplier again changes nothing; a reload sees the same history
-    d.set_suppliers("t", [("s2", "r2", switch)])
-    again = RegistryMarketDirectory(store)  # type: ignore[arg-type]
-    assert again.supply_windows("t", "r1", "s1", *month) == [(T0, switch)]
-    assert again.suppliers("t", ["s2"], switch) == {"s2": "r2"}
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The real registry and access directory on a temporary DuckDB."""
+    db = DuckDBDatabase(Path(tmp_path_factory.mktemp("market")) / "gridhub.duckdb")
+    registry = Registry(DuckDBCatalog(db))
+    yield World(registry, Directory(DuckDBAccessCatalog(db), registry))
+    db.close()
 
 
-class Kind(StrEnum):
-    RETAILER = "retailer"
-    CUSTOMER = "customer"
-    AGGREGATOR = "aggregator"
+_tenants = itertools.count()
 
 
-@dataclass(frozen=True)
-class Holder:
-    id: str
-    kind: Kind
-    site: str | None = None
-
-
-@dataclass(frozen=True)
-class Contract:
-    customer: str
-    supplier: str
-    start: datetime
-    end: datetime | None = None
-
-
-class FakeContracts:
-    """The subset of the access layer's Directory the market hub uses, with its semantics."""
-
-    def __init__(self, holders: list[Holder], contracts: list[Contract]) -> None:
-        self.holders = {h.id: h for h in holders}
-        self.list = contracts
-
-    def contracts_at(self, tenant: str, supplier: str, site: str) -> list[Contract]:
-        return [
-            c for c in self.list if c.supplier == supplier and self.holders[c.customer].site == site
-        ]
-
-    def contracts_of(self, tenant: str, supplier: str) -> list[Contract]:
-        return [c for c in self.list if c.supplier == supplier]
-
-    def contracts(self, tenant: str, customer: Any = None, supplier: Any = None) -> list[Contract]:
-        return [
-            c
-            for c in self.list
-            if customer in (None, c.customer) and supplier in (None, c.supplier)
-        ]
-
-    def stakeholders(self, tenant: str) -> list[Holder]:
-        return list(self.holders.values())
-
-    def find_stakeholder(self, tenant: str, stakeholder_id: str) -> Holder | None:
-        return self.holders.get(stakeholder_id)
-
-
-def test_contracts_directory_answers_from_contracts() -> None:
-    switch = T0 + timedelta(days=5)
-    source = FakeContracts(
+def _tenant(world: World) -> str:
+    """A tenant with households hh1, hh2 (customers alice, bob), retailers r1, r2, r3 and an
+    aggregator."""
+    t = f"m{next(_tenants)}"
+    world.registry.create_tenant(Tenant(t, t))
+    world.registry.register_sites([Site(t, s) for s in ("hh1", "hh2")])
+    world.directory.create_stakeholders(
+        t,
         [
-            Holder("r1", Kind.RETAILER),
-            Holder("r2", Kind.RETAILER),
-            Holder("agg", Kind.AGGREGATOR),
-            Holder("alice", Kind.CUSTOMER, "hh1"),
-            Holder("bob", Kind.CUSTOMER, "hh2"),
-        ],
-        [
-            Contract("alice", "r1", T0, switch),
-            Contract("alice", "r2", switch),
-            Contract("bob", "r1", T0),
-            Contract("bob", "agg", T0),  # an aggregator is no retailer
+            ("alice", K.CUSTOMER, "", "hh1"),
+            ("bob", K.CUSTOMER, "", "hh2"),
+            ("r1", K.RETAILER, "", None),
+            ("r2", K.RETAILER, "", None),
+            ("r3", K.RETAILER, "", None),
+            ("agg", K.AGGREGATOR, "", None),
         ],
     )
-    d = ContractsMarketDirectory(source)
+    return t
+
+
+def test_contracts_directory_answers_from_contracts(world: World) -> None:
+    t = _tenant(world)
+    d = world.directory
+    switch = T0 + timedelta(days=5)
+    d.create_contracts(
+        t,
+        [
+            ("alice", "r1", T0, None, None),
+            ("bob", "r1", T0, None, None),
+            ("bob", "agg", T0, None, None),  # an aggregator is no retailer
+        ],
+    )
+    d.switch_supplier(t, "alice", "r2", switch)
+    m = ContractsMarketDirectory(d)
     week = (T0, T0 + timedelta(days=7))
-    assert d.supply_windows("t", "r1", "hh1", *week) == [(T0, switch)]
-    assert d.supply_windows("t", "agg", "hh2", *week) == []
-    assert d.suppliers("t", ["hh1", "hh2"], switch) == {"hh1": "r2", "hh2": "r1"}
-    assert d.clients("t", "r1", switch) == ["hh2"]
-    assert d.clients("t", "r1", T0) == ["hh1", "hh2"]
+    assert m.supply_windows(t, "r1", "hh1", *week) == [(T0, switch)]
+    assert m.supply_windows(t, "r2", "hh1", *week) == [(switch, week[1])]
+    assert m.supply_windows(t, "agg", "hh2", *week) == []
+    assert m.supply_windows(t, "r3", "hh1", *week) == []
+    assert m.supply_windows(t, "alice", "hh1", *week) == []  # a customer supplies nobody
+    assert m.supplies(t, "r1", "hh1", switch - timedelta(microseconds=1))
+    assert not m.supplies(t, "r1", "hh1", switch)
+    assert m.by_retailer(t, ["hh1", "hh2", "nowhere"], switch) == {"r1": ["hh2"], "r2": ["hh1"]}
+    assert m.by_retailer(t, ["hh1", "hh2"], T0) == {"r1": ["hh1", "hh2"]}
+    assert m.by_retailer(t, ["hh1"], T0 - timedelta(seconds=1)) == {}  # before any contract
+    # a disabled retailer supplies nobody any more, and is routed nothing
+    d.disable_stakeholder(t, "r1")
+    assert m.retailer(t, "r1") is None
+    assert m.supply_windows(t, "r1", "hh2", *week) == []
+    assert m.by_retailer(t, ["hh1", "hh2"], switch) == {"r2": ["hh1"]}
 
 
-def test_retailer_of_prefers_the_access_stakeholder() -> None:
-    assert retailer_of(Principal("tok1", "t", "retailer"), {"tok1": "r1"}) == "r1"
+def test_bulk_contracts_are_all_or_nothing(world: World) -> None:
+    t = _tenant(world)
+    d = world.directory
+    before = d.contracts(t)
+    with pytest.raises(Conflict):  # the second overlaps the first: neither is made
+        d.create_contracts(
+            t,
+            [("alice", "r1", T0, None, None), ("alice", "r2", T0 + timedelta(days=1), None, None)],
+        )
+    with pytest.raises(InvalidRequest):  # a retailer is not a customer
+        d.create_contracts(t, [("bob", "r1", T0, None, None), ("r2", "r1", T0, None, None)])
+    assert d.contracts(t) == before
+    made = d.create_contracts(
+        t,
+        [
+            ("alice", "r1", T0, T0 + timedelta(days=1), "c1"),
+            ("alice", "r2", T0 + timedelta(days=1), None, "c2"),
+        ],
+    )
+    assert [c.id for c in made] == ["c1", "c2"]
+    assert ContractsMarketDirectory(d).by_retailer(t, ["hh1"], T0 + timedelta(days=2)) == {
+        "r2": ["hh1"]
+    }
+
+
+def test_retailer_of_takes_the_token_stakeholder() -> None:
+    assert retailer_of(Principal("tok1", "t", "retailer", "r7")) == "r7"
+    with pytest.raises(Forbidden, match="no stakeholder"):
+        retailer_of(Principal("tok2", "t", "retailer"))  # a retailer token of nobody
     with pytest.raises(Forbidden):
-        retailer_of(Principal("tok2", "t", "retailer"), {"tok1": "r1"})
-    with pytest.raises(Forbidden):
-        retailer_of(Principal("tok1", "t", "dso"), {"tok1": "r1"})
-
-    @dataclass(frozen=True)
-    class AccessPrincipal:
-        token_id: str
-        tenant: str
-        role: str
-        stakeholder: str | None
-
-    who = AccessPrincipal("tok9", "t", "retailer", "r7")
-    assert retailer_of(who, {}) == "r7"  # type: ignore[arg-type]
+        retailer_of(Principal("tok3", "t", "dso", "r7"))  # not a retailer token
 
 
 def test_percentile_is_nearest_rank() -> None:

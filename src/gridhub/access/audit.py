@@ -42,6 +42,8 @@ _ACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/commands(/|$)"), "command"),
     (re.compile(r"/(events|imports|telegrams)(/|$)"), "write"),
     (re.compile(r"/audit(/|$)"), "audit"),
+    # the market hub's retailer requests answer with client data: reads, though POSTed
+    (re.compile(r"/market/(billing|profiles)$"), "read"),
 )
 _TENANT_RE = re.compile(r"^/api/v1/tenants/([^/]+)")
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gridhub.domain.access import (
     ANY,
@@ -53,6 +55,8 @@ class Directory:
         self._by_supplier: dict[str, dict[str, list[Contract]]] = {}
         # tenant -> (supplier id, customer's site) -> contracts: what a read check looks up
         self._by_supplier_site: dict[str, dict[tuple[str, str], list[Contract]]] = {}
+        # tenant -> customer id -> its contracts: what the overlap check and a switch look at
+        self._by_customer: dict[str, dict[str, list[Contract]]] = {}
         # tenant -> sites that belong to a customer
         self._customer_sites: dict[str, frozenset[str]] = {}
         # tenant -> policy id -> versions (ascending)
@@ -63,8 +67,7 @@ class Directory:
             self._stakeholders.setdefault(s.tenant, {})[s.id] = s
         for tenant in self._stakeholders:
             self._index_sites(tenant)
-        for c in catalog.contracts():
-            self._index_contract(c)
+        self._index_contracts(catalog.contracts())
         for p in catalog.policies():
             versions = self._policies.setdefault(p.tenant, {}).setdefault(p.id, [])
             versions.append(p)
@@ -77,27 +80,44 @@ class Directory:
     def create_stakeholder(
         self, tenant: str, stakeholder_id: str, kind: Kind, name: str = "", site: str | None = None
     ) -> Stakeholder:
+        return self.create_stakeholders(tenant, [(stakeholder_id, kind, name, site)])[0]
+
+    def create_stakeholders(
+        self, tenant: str, items: Sequence[tuple[str, Kind, str, str | None]]
+    ) -> list[Stakeholder]:
+        """Add stakeholders, each ``(id, kind, name, site)``: all or none, one transaction.
+
+        In bulk so that onboarding a pilot's thousands of customers is one write and one
+        re-index, not one per customer."""
         self._registry.tenant(tenant)
-        check_name("stakeholder id", stakeholder_id)
-        if len(name) > 200:
-            raise InvalidRequest("stakeholder name: at most 200 characters")
-        if kind is Kind.CUSTOMER:
-            if site is None:
-                raise InvalidRequest("a customer is tied to a site: give its site")
-            self._registry.site(tenant, site)
-        elif site is not None:
-            raise InvalidRequest(f"only a customer has a site, not a {kind.value}")
+        sites = {s.id for s in self._registry.sites(tenant)} if items else set()
+        now = _now()
+        new: dict[str, Stakeholder] = {}
+        for stakeholder_id, kind, name, site in items:
+            check_name("stakeholder id", stakeholder_id)
+            if len(name) > 200:
+                raise InvalidRequest("stakeholder name: at most 200 characters")
+            if kind is Kind.CUSTOMER:
+                if site is None:
+                    raise InvalidRequest("a customer is tied to a site: give its site")
+                if site not in sites:
+                    raise NotFound(f"site {site[:128]!r} not found in tenant {tenant!r}")
+            elif site is not None:
+                raise InvalidRequest(f"only a customer has a site, not a {kind.value}")
+            if stakeholder_id in new:
+                raise Conflict(f"stakeholder {stakeholder_id!r} given twice")
+            new[stakeholder_id] = Stakeholder(tenant, stakeholder_id, kind, name, site, now)
         with self._lock:
             known = self._stakeholders.setdefault(tenant, {})
-            if stakeholder_id in known:
-                raise Conflict(f"stakeholder {stakeholder_id!r} exists in tenant {tenant!r}")
-            if len(known) >= MAX_STAKEHOLDERS:
+            for stakeholder_id in new:
+                if stakeholder_id in known:
+                    raise Conflict(f"stakeholder {stakeholder_id!r} exists in tenant {tenant!r}")
+            if len(known) + len(new) > MAX_STAKEHOLDERS:
                 raise InvalidRequest(f"at most {MAX_STAKEHOLDERS} stakeholders per tenant")
-            stakeholder = Stakeholder(tenant, stakeholder_id, kind, name, site, _now())
-            self._catalog.put_stakeholder(stakeholder)
-            self._stakeholders[tenant] = {**known, stakeholder_id: stakeholder}
+            self._catalog.add_stakeholders(list(new.values()))
+            self._stakeholders[tenant] = {**known, **new}
             self._index_sites(tenant)
-            return stakeholder
+            return list(new.values())
 
     def find_stakeholder(self, tenant: str, stakeholder_id: str) -> Stakeholder | None:
         return self._stakeholders.get(tenant, {}).get(stakeholder_id)
@@ -137,30 +157,47 @@ class Directory:
     # -- contracts ------------------------------------------------------------------------------
 
     def _index_contract(self, contract: Contract) -> None:
-        t = contract.tenant
-        contracts = self._contracts.setdefault(t, {})
-        previous = contracts.get(contract.id)
-        contracts[contract.id] = contract
-        by_supplier = self._by_supplier.setdefault(t, {})
-        if previous is not None and previous.supplier != contract.supplier:
-            by_supplier[previous.supplier] = [
-                c for c in by_supplier[previous.supplier] if c.id != contract.id
-            ]
-        by_supplier[contract.supplier] = sorted(
-            [c for c in by_supplier.get(contract.supplier, []) if c.id != contract.id] + [contract],
-            key=lambda c: c.start,
-        )
-        customer = self._stakeholders.get(t, {}).get(contract.customer)
-        if customer is not None and customer.site is not None:
-            key = (contract.supplier, customer.site)
-            by_site = self._by_supplier_site.setdefault(t, {})
+        self._index_contracts([contract])
+
+    def _index_contracts(self, contracts: Sequence[Contract]) -> None:
+        """Put new or changed contracts into every index. Each touched list is rebuilt once
+        (a bulk import of 10,000 contracts of one retailer must not copy its list each time),
+        and replaced, never mutated, so a reader on another thread sees a consistent list."""
+        pending: dict[tuple[str, str, Any], dict[str, Contract]] = {}
+
+        def entries(t: str, index: str, key: Any) -> dict[str, Contract]:
+            found = pending.get((t, index, key))
+            if found is None:
+                found = {c.id: c for c in self._index(t, index).get(key, [])}
+                pending[(t, index, key)] = found
+            return found
+
+        for contract in contracts:
+            t = contract.tenant
+            known = self._contracts.setdefault(t, {})
+            previous = known.get(contract.id)
+            known[contract.id] = contract
+            customer = self._stakeholders.get(t, {}).get(contract.customer)
+            site = customer.site if customer is not None else None
             if previous is not None and previous.supplier != contract.supplier:
-                old_key = (previous.supplier, customer.site)
-                by_site[old_key] = [c for c in by_site.get(old_key, []) if c.id != contract.id]
-            by_site[key] = sorted(
-                [c for c in by_site.get(key, []) if c.id != contract.id] + [contract],
-                key=lambda c: c.start,
-            )
+                entries(t, "supplier", previous.supplier).pop(contract.id, None)
+                if site is not None:
+                    entries(t, "site", (previous.supplier, site)).pop(contract.id, None)
+            entries(t, "supplier", contract.supplier)[contract.id] = contract
+            entries(t, "customer", contract.customer)[contract.id] = contract
+            if site is not None:
+                entries(t, "site", (contract.supplier, site))[contract.id] = contract
+        for (t, index, key), found in pending.items():
+            self._index(t, index)[key] = sorted(found.values(), key=lambda c: c.start)
+
+    def _index(self, tenant: str, index: str) -> dict[Any, list[Contract]]:
+        by: dict[str, Any] = {
+            "supplier": self._by_supplier,
+            "customer": self._by_customer,
+            "site": self._by_supplier_site,
+        }
+        found: dict[Any, list[Contract]] = by[index].setdefault(tenant, {})
+        return found
 
     def contracts_of(self, tenant: str, supplier: str) -> list[Contract]:
         return self._by_supplier.get(tenant, {}).get(supplier, [])
@@ -188,7 +225,15 @@ class Directory:
             raise NotFound(f"contract {contract_id!r} not found in tenant {tenant!r}")
         return found
 
-    def _check_contract(self, contract: Contract, replacing: tuple[str, ...] = ()) -> None:
+    def _check_contract(
+        self,
+        contract: Contract,
+        replacing: tuple[str, ...] = (),
+        staged: Sequence[Contract] = (),
+    ) -> None:
+        """Refuse a contract that is malformed or overlaps another of the customer's contracts
+        with a supplier of the same kind (those in ``replacing`` left out; ``staged``: the
+        customer's contracts of the same batch, not yet indexed)."""
         t = contract.tenant
         customer = self.stakeholder(t, contract.customer)
         supplier = self.stakeholder(t, contract.supplier)
@@ -205,10 +250,9 @@ class Directory:
             raise InvalidRequest("a contract must end after it starts")
         lo, hi = contract.window()
         # a customer has one supplier of each kind at a time (one retailer, one aggregator, …)
-        for other in self._contracts.get(t, {}).values():
+        mine = self._by_customer.get(t, {}).get(contract.customer, [])
+        for other in [*mine, *staged]:
             if other.id in replacing or other.id == contract.id:
-                continue
-            if other.customer != contract.customer:
                 continue
             if self.stakeholder(t, other.supplier).kind is not supplier.kind:
                 continue
@@ -228,18 +272,35 @@ class Directory:
         end: datetime | None = None,
         contract_id: str | None = None,
     ) -> Contract:
+        return self.create_contracts(tenant, [(customer, supplier, start, end, contract_id)])[0]
+
+    def create_contracts(
+        self,
+        tenant: str,
+        items: Sequence[tuple[str, str, datetime, datetime | None, str | None]],
+    ) -> list[Contract]:
+        """Add contracts, each ``(customer, supplier, start, end, id)``: all or none, checked
+        against the existing ones and each other, written in one transaction."""
         self._registry.tenant(tenant)
-        contract_id = check_name("contract id", contract_id or f"c-{secrets.token_hex(6)}")
         with self._lock:
-            if contract_id in self._contracts.get(tenant, {}):
-                raise Conflict(f"contract {contract_id!r} exists")
-            if len(self._contracts.get(tenant, {})) >= MAX_CONTRACTS:
+            known = self._contracts.get(tenant, {})
+            if len(known) + len(items) > MAX_CONTRACTS:
                 raise InvalidRequest(f"at most {MAX_CONTRACTS} contracts per tenant")
-            contract = Contract(tenant, contract_id, customer, supplier, start, end, _now())
-            self._check_contract(contract)
-            self._catalog.put_contracts([contract])
-            self._index_contract(contract)
-            return contract
+            now = _now()
+            staged: dict[str, Contract] = {}
+            by_customer: dict[str, list[Contract]] = {}
+            for customer, supplier, start, end, contract_id in items:
+                cid = check_name("contract id", contract_id or f"c-{secrets.token_hex(6)}")
+                if cid in known or cid in staged:
+                    raise Conflict(f"contract {cid!r} exists")
+                contract = Contract(tenant, cid, customer, supplier, start, end, now)
+                self._check_contract(contract, staged=by_customer.get(customer, ()))
+                staged[cid] = contract
+                by_customer.setdefault(customer, []).append(contract)
+            made = list(staged.values())
+            self._catalog.add_contracts(made)
+            self._index_contracts(made)
+            return made
 
     def end_contract(self, tenant: str, contract_id: str, at: datetime) -> Contract:
         """End a contract at ``at`` (earlier than its current end, after its start)."""
@@ -277,13 +338,9 @@ class Directory:
                 raise Conflict(f"contract {contract_id!r} exists")
             old: Contract | None = None
             instant = to_us(at)
-            for c in self._contracts.get(tenant, {}).values():
+            for c in self._by_customer.get(tenant, {}).get(customer, []):
                 lo, hi = c.window()
-                if (
-                    c.customer == customer
-                    and lo <= instant < hi
-                    and self.stakeholder(tenant, c.supplier).kind is new_kind
-                ):
+                if lo <= instant < hi and self.stakeholder(tenant, c.supplier).kind is new_kind:
                     old = c
             if old is not None and old.supplier == supplier:
                 raise Conflict(f"{customer!r} is already supplied by {supplier!r} at that time")
@@ -294,9 +351,7 @@ class Directory:
             if old is not None and ended is None:
                 raise InvalidRequest("the switch must come after the current contract's start")
             self._catalog.put_contracts([*([ended] if ended else []), new])
-            if ended is not None:
-                self._index_contract(ended)
-            self._index_contract(new)
+            self._index_contracts([*([ended] if ended else []), new])
             return ended, new
 
     # -- owner policies -------------------------------------------------------------------------

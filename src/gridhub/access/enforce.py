@@ -406,23 +406,44 @@ class AccessControl:
         self, who: Principal, tenant: str, device: str, identifier: str, delay: float
     ) -> None:
         """At most one read per ``delay`` seconds per (stakeholder, series)."""
+        self._throttle_all(who, tenant, [(device, identifier, delay)])
+
+    def count_reads(
+        self, who: Principal, tenant: str, items: Sequence[tuple[str, str, float]]
+    ) -> None:
+        """The rate-limit half of :meth:`authorize_read` for a bulk read of many series (the
+        market hub's billing and profiles): ``items`` are ``(device, identifier, min_delay_s)``
+        of the granted series, from :meth:`decide_read`. Counts a read of every one, or of
+        none: if one was read less than its delay ago, :class:`RateLimited` with the longest
+        wait, and nothing is counted — so a caller repeating after ``Retry-After`` is not
+        refused again for the series the first attempt would have counted."""
+        self._throttle_all(who, tenant, items)
+
+    def _throttle_all(
+        self, who: Principal, tenant: str, items: Sequence[tuple[str, str, float]]
+    ) -> None:
         reader = who.stakeholder or f"token:{who.token_id}"
-        key = (tenant, reader, device, identifier)
         now = self._clock()
         with self._rate_lock:
-            last = self._last_read.get(key)
-            if last is not None and now - last[0] < delay:
-                wait = delay - (now - last[0])
+            waits = []
+            for device, identifier, delay in items:
+                last = self._last_read.get((tenant, reader, device, identifier))
+                if last is not None and now - last[0] < delay:
+                    waits.append((delay - (now - last[0]), delay, device, identifier))
+            if waits:
+                wait, delay, device, identifier = max(waits)
+                more = f" (and {len(waits) - 1} more series)" if len(waits) > 1 else ""
                 raise RateLimited(
                     f"{device}/{identifier} may be read once every {delay:g} s "
-                    f"(owner policy); retry in {wait:.1f} s",
+                    f"(owner policy){more}; retry in {wait:.1f} s",
                     retry_after=wait,
                 )
-            if len(self._last_read) >= MAX_RATE_ENTRIES:
+            if len(self._last_read) + len(items) > MAX_RATE_ENTRIES:
                 self._last_read = {
                     k: (t, d) for k, (t, d) in self._last_read.items() if now - t < d
                 }
-            self._last_read[key] = (now, delay)
+            for device, identifier, delay in items:
+                self._last_read[(tenant, reader, device, identifier)] = (now, delay)
 
 
 def _no_default(stakeholder: Stakeholder) -> str:

@@ -90,7 +90,8 @@ def market(
     output: Annotated[Path | None, typer.Option(help="write samples and summary as JSON")] = None,
 ) -> None:
     """Simulate the market: N clients, R retailer platforms (real webhook servers answering
-    after a delay drawn from [100, 110) ms) and a DSO sending requests at their rates."""
+    after a delay drawn from [100, 110) ms) and a DSO sending requests at their rates. The
+    platforms listen on 127.0.0.1: the hub must allow webhooks there (webhook_allow)."""
     rates = parse_rates(rate or [])
     if answer not in ("inline", "rest"):
         raise typer.BadParameter("answer: inline or rest")

@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from gridhub.errors import InvalidRequest
 
 __all__ = [
     "DELIVERY_FINAL",
@@ -26,8 +28,9 @@ __all__ = [
     "RequestKind",
     "RequestStatus",
     "Retailer",
-    "Supply",
+    "aware",
     "fingerprint",
+    "period",
 ]
 
 MAX_KEY = 128  # idempotency key length
@@ -59,27 +62,17 @@ DELIVERY_FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 @dataclass(frozen=True, slots=True)
 class Retailer:
-    """A retailer platform (seed 003's RP): where its webhooks go and how they are signed."""
+    """A retailer platform (seed 003's RP): where its webhooks go and how they are signed. Its
+    id is that of an access stakeholder of kind retailer; its clients come from contracts."""
 
     tenant: str
     id: str
     name: str
     webhook_url: str
     secret: str
-    token_id: str | None  # the token the hub issued for it (None: it uses its access stakeholder)
+    token_id: str | None  # the stakeholder token issued at registration (None: none asked)
     created: datetime
     disabled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Supply:
-    """A site supplied by a retailer over ``[start, end)`` (the registry-based directory)."""
-
-    tenant: str
-    site: str
-    retailer: str
-    start: datetime
-    end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +117,18 @@ def fingerprint(kind: RequestKind, params: dict[str, Any]) -> str:
     """A stable digest of a request's content: the same key with another content is a conflict."""
     canonical = json.dumps({"kind": kind.value, **params}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def aware(name: str, moment: datetime) -> datetime:
+    """A caller's instant in UTC; 422 without an offset."""
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a UTC offset")
+    return moment.astimezone(UTC)
+
+
+def period(start: datetime, end: datetime, max_days: int) -> tuple[datetime, datetime]:
+    """A caller's ``[from, to)``: both with offsets, ``to`` after ``from``, at most so long."""
+    lo, hi = aware("from", start), aware("to", end)
+    if hi <= lo or hi - lo > timedelta(days=max_days):
+        raise InvalidRequest(f"to must be after from, at most {max_days} days")
+    return lo, hi

@@ -1,6 +1,7 @@
 """The market hub (O4, seed 003): requests between the DSO and retailer platforms.
 
-Flows (each routed only to the rightful stakeholders, asked of :mod:`market_directory`):
+Flows (each routed only to the rightful stakeholders: who supplies whom is asked of
+:mod:`market_directory`, i.e. of the access layer's customer ↔ retailer contracts):
 
 - **billing**, **consumption profile** — a retailer asks for the energy of its own clients
   over a period; answered at once from the stored register (REST).
@@ -33,7 +34,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from gridhub.access.tokens import Principal, TokenService
+from gridhub.access.audit import AuditLog
+from gridhub.access.enforce import AccessControl
+from gridhub.access.tokens import ADMIN, Principal, TokenService
 from gridhub.domain.market import (
     MAX_KEY,
     Delivery,
@@ -42,23 +45,24 @@ from gridhub.domain.market import (
     RequestKind,
     RequestStatus,
     Retailer,
-    Supply,
     fingerprint,
 )
 from gridhub.domain.tariffs import Target
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.grid.topologies import TopologyService
-from gridhub.services.market_directory import MarketDirectory, RegistryMarketDirectory, retailer_of
+from gridhub.services.market_directory import ContractsMarketDirectory, retailer_of
+from gridhub.services.webhooks import Refusal, WebhookConfig, WebhookDispatcher
 from gridhub.services.webhooks import Target as HookTarget
-from gridhub.services.webhooks import WebhookConfig, WebhookDispatcher
 from gridhub.storage.market_store import MarketStore
 from gridhub.storage.registry import Registry
 
-__all__ = ["DSO_ROLES", "Area", "MarketCore", "RequestView"]
+__all__ = ["DSO_ROLES", "READ_KINDS", "Area", "MarketCore", "RequestView"]
 
 log = logging.getLogger(__name__)
 
 DSO_ROLES = ("dso", "admin")
+# requests whose result is client data: only their retailer (and tenant admins) see the result
+READ_KINDS = (RequestKind.BILLING, RequestKind.PROFILE)
 MAX_SITES = 10_000
 MAX_URL = 2048
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -113,7 +117,12 @@ def check_key(key: str | None) -> str:
 
 
 class MarketCore:
-    """Retailers, supplies, the request lifecycle and webhook deliveries."""
+    """Retailer platforms, routing, the request lifecycle and webhook deliveries.
+
+    Who supplies whom comes from the access layer's contracts (``ContractsMarketDirectory``
+    over ``access.directory``), and reads of client data go through ``access`` — the one
+    enforcement point — and are recorded in ``audit``.
+    """
 
     def __init__(
         self,
@@ -121,20 +130,20 @@ class MarketCore:
         registry: Registry,
         topologies: TopologyService,
         tokens: TokenService,
-        directory: MarketDirectory | None = None,
+        access: AccessControl,
+        audit: AuditLog | None = None,
         webhook_config: WebhookConfig | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._topologies = topologies
         self._tokens = tokens
-        self.directory: MarketDirectory = directory or RegistryMarketDirectory(store)
+        self.access = access
+        self._audit = audit
+        self.directory = ContractsMarketDirectory(access.directory)
         self._lock = threading.RLock()
         self._retailers: dict[tuple[str, str], Retailer] = {
             (r.tenant, r.id): r for r in store.retailers()
-        }
-        self._token_retailers = {
-            r.token_id: r.id for r in self._retailers.values() if r.token_id is not None
         }
         self._deadlines: dict[str, tuple[str, datetime]] = {}  # open request → tenant, deadline
         self.webhooks = WebhookDispatcher(
@@ -180,14 +189,13 @@ class MarketCore:
             raise Forbidden(f"a {who.role} token cannot {action}; use a dso or admin token")
         self._registry.tenant(tenant)
 
-    def retailer(self, who: Principal, tenant: str) -> Retailer:
-        """The registered retailer a token acts for (403 if none)."""
+    def retailer(self, who: Principal, tenant: str) -> str:
+        """The retailer a token acts for: its stakeholder, an enabled retailer (403 if not)."""
         who.require_tenant(tenant)
-        rid = retailer_of(who, self._token_retailers)
-        found = self._retailers.get((tenant, rid))
-        if found is None or found.disabled:
-            raise Forbidden(f"retailer {rid!r} is not registered with the market hub")
-        return found
+        rid = retailer_of(who)
+        if self.directory.retailer(tenant, rid) is None:
+            raise Forbidden(f"stakeholder {rid!r} is no enabled retailer of tenant {tenant!r}")
+        return rid
 
     # -- retailers ---------------------------------------------------------------------------------
 
@@ -202,28 +210,36 @@ class MarketCore:
         issue_token: bool = True,
         rotate_secret: bool = False,
     ) -> tuple[Retailer, str | None]:
-        """Register or update a retailer platform; return it and, when new, a retailer token.
+        """Register or update the platform of a retailer stakeholder (where its webhooks go);
+        return it and, when new, a token acting for that stakeholder.
 
-        The webhook secret is made here (shown in the retailer's record to admins), so a
-        retailer never picks a weak one. With access stakeholders, ``issue_token=False`` and the
-        retailer uses its stakeholder's tokens (the retailer id is the stakeholder id).
+        The retailer must exist as an access stakeholder of kind ``retailer``: the id is the
+        stakeholder's, and its clients are those it has contracts with. The webhook secret is
+        made here (shown in the record to admins), so a retailer never picks a weak one. With
+        ``issue_token=False`` the retailer uses tokens made for its stakeholder elsewhere.
         """
         who.require_admin(tenant)
         self._registry.tenant(tenant)
         if not retailer_id or len(retailer_id) > 64 or not set(retailer_id) <= _ID_CHARS:
             raise InvalidRequest("retailer id: 1..64 lowercase letters, digits, '-' or '_'")
+        if self.directory.retailer(tenant, retailer_id) is None:
+            raise NotFound(
+                f"no enabled stakeholder {retailer_id!r} of kind retailer in tenant {tenant!r}; "
+                "create it first (POST /api/v1/tenants/{tenant}/stakeholders)"
+            )
         if len(name) > 200:
             raise InvalidRequest("name: at most 200 characters")
         parts = urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or len(webhook_url) > MAX_URL:
             raise InvalidRequest(f"webhook_url must be an http(s) URL of at most {MAX_URL} chars")
+        self.webhooks.config.guard.check(webhook_url)  # 422 naming the address and why (SSRF)
         with self._lock:
             old = self._retailers.get((tenant, retailer_id))
             token_secret = None
             token_id = old.token_id if old is not None else None
             if token_id is None and issue_token:
                 record, token_secret = self._tokens.create(
-                    tenant, "retailer", f"market retailer {retailer_id}"
+                    tenant, "retailer", f"market retailer {retailer_id}", stakeholder=retailer_id
                 )
                 token_id = record.id
             secret = old.secret if old is not None and not rotate_secret else secrets.token_hex(32)
@@ -238,8 +254,6 @@ class MarketCore:
             )
             self._store.put_retailer(r)
             self._retailers[(tenant, retailer_id)] = r
-            if token_id is not None:
-                self._token_retailers[token_id] = retailer_id
         return r, token_secret
 
     def retailers(self, who: Principal, tenant: str) -> list[Retailer]:
@@ -253,24 +267,6 @@ class MarketCore:
         if found is None:
             raise NotFound(f"retailer {retailer_id!r} not registered in tenant {tenant!r}")
         return found
-
-    # -- supplies (the registry-based directory) ---------------------------------------------------
-
-    def set_suppliers(
-        self, who: Principal, tenant: str, changes: Sequence[tuple[str, str, datetime]]
-    ) -> list[Supply]:
-        """Who supplies which site from when (tenant admin; the registry-based directory)."""
-        who.require_admin(tenant)
-        if not 1 <= len(changes) <= MAX_SITES:
-            raise InvalidRequest(f"give 1..{MAX_SITES} supplies")
-        if not isinstance(self.directory, RegistryMarketDirectory):
-            raise Conflict("supplies come from customer contracts here; manage those instead")
-        known = {s.id for s in self._registry.sites(tenant)}
-        for site, retailer, _start in changes:
-            if site not in known:
-                raise NotFound(f"site {site[:128]!r} not found in tenant {tenant!r}")
-            self.retailer_record(tenant, retailer)
-        return self.directory.set_suppliers(tenant, changes)
 
     # -- areas and routing -------------------------------------------------------------------------
 
@@ -290,13 +286,13 @@ class MarketCore:
         return found
 
     def by_retailer(self, tenant: str, sites: Iterable[str], at: datetime) -> dict[str, list[str]]:
-        """Sites grouped by their supplier at ``at`` (registered, enabled retailers only)."""
-        grouped: dict[str, list[str]] = {}
-        for site, retailer in self.directory.suppliers(tenant, sites, at).items():
-            r = self._retailers.get((tenant, retailer))
-            if r is not None and not r.disabled:
-                grouped.setdefault(retailer, []).append(site)
-        return {r: sorted(s) for r, s in sorted(grouped.items())}
+        """Sites grouped by the retailer whose contract runs at ``at`` — only retailers with a
+        registered platform (a webhook URL); a site without one is reached by nobody."""
+        return {
+            r: clients
+            for r, clients in self.directory.by_retailer(tenant, sites, at).items()
+            if (found := self._retailers.get((tenant, r))) is not None and not found.disabled
+        }
 
     def devices_by_site(self, tenant: str, sites: Sequence[str]) -> dict[str, list[str]]:
         wanted = set(sites)
@@ -390,8 +386,12 @@ class MarketCore:
             raise NotFound(f"market request {request_id!r} not found")
         deliveries = self._store.deliveries(tenant, request_id)
         if who.role in DSO_ROLES:
+            if who.role != ADMIN and req.kind in READ_KINDS:
+                # a billing or profile result is the clients' consumption: the DSO reads the
+                # request's course, not the data (only its retailer and tenant admins do)
+                req = replace(req, result=None)
             return RequestView(req, deliveries)
-        rid = self.retailer(who, tenant).id
+        rid = self.retailer(who, tenant)
         mine = [d for d in deliveries if d.retailer == rid]
         if req.issuer != rid and not mine:
             raise NotFound(f"market request {request_id!r} not found")
@@ -408,15 +408,23 @@ class MarketCore:
     ) -> list[MarketRequest]:
         if not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be 1..1000")
-        issuer = None if who.role in DSO_ROLES else self.retailer(who, tenant).id
+        issuer = None if who.role in DSO_ROLES else self.retailer(who, tenant)
         who.require_tenant(tenant)
         return self._store.requests(tenant, kind=kind, issuer=issuer, status=status, limit=limit)
 
     # -- deliveries, answers, completion -----------------------------------------------------------
 
-    def _hook_target(self, d: Delivery) -> HookTarget | None:
+    def _hook_target(self, d: Delivery) -> HookTarget | Refusal | None:
+        """Where an attempt goes — checked again at every attempt: a delivery naming a client
+        the retailer no longer supplies (a switch since the request) is not sent at all."""
         r = self._retailers.get((d.tenant, d.retailer))
-        return None if r is None or r.disabled else HookTarget(r.webhook_url, r.secret)
+        if r is None or r.disabled:
+            return None
+        now = _now()
+        for site in d.clients:
+            if not self.directory.supplies(d.tenant, d.retailer, site, now):
+                return Refusal(f"retailer no longer supplies client {site[:128]!r}")
+        return HookTarget(r.webhook_url, r.secret)
 
     def _delivery_deadline(self, d: Delivery) -> datetime | None:
         found = self._deadlines.get(d.request)

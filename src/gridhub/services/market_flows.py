@@ -1,4 +1,5 @@
-"""The market hub's request types (seed 003), over the machinery of :mod:`services.market`.
+"""The market hub's DSO request types (seed 003), over the machinery of :mod:`services.market`;
+the retailers' reads are in :mod:`services.market_reads`.
 
 Each method takes the caller, the tenant and the caller's idempotency key, checks the caller may
 make the request, and either returns the request already made under that key or makes it. The
@@ -12,15 +13,16 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gridhub.access.audit import AuditLog
+from gridhub.access.enforce import AccessControl
 from gridhub.access.tokens import Principal, TokenService
-from gridhub.domain.market import MarketRequest, RequestKind, RequestStatus
+from gridhub.domain.market import MarketRequest, RequestKind, RequestStatus, aware, period
 from gridhub.domain.tariffs import Target, TariffKind
 from gridhub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gridhub.grid.topologies import TopologyService
 from gridhub.services.commands import CommandService
-from gridhub.services.market import Area, MarketCore, RequestView, check_key
-from gridhub.services.market_billing import billing_lines, profile_lines
-from gridhub.services.market_directory import MarketDirectory
+from gridhub.services.market import Area, RequestView, check_key
+from gridhub.services.market_reads import ENERGY_IDENTIFIER, MarketReads
 from gridhub.services.tariffs import TariffDay, TariffService
 from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.market_readings import MarketReadings
@@ -30,9 +32,6 @@ from gridhub.storage.registry import Registry
 
 __all__ = ["APPLIANCE_OFF", "ENERGY_IDENTIFIER", "MarketService"]
 
-ENERGY_IDENTIFIER = "electricity.energy.active.consumed.total"
-MAX_BILLING_DAYS = 400
-MAX_PROFILE_DAYS = 31
 MAX_ANSWER_S = 3600
 MAX_NOTICE = timedelta(days=7)
 MAX_DISCONNECT_S = 24 * 3600
@@ -53,20 +52,9 @@ APPLIANCE_OFF = {
 }
 
 
-def _aware(name: str, moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a UTC offset")
-    return moment.astimezone(UTC)
+class MarketService(MarketReads):
+    """The market hub: the retailer requests of :class:`MarketReads` and the DSO's here."""
 
-
-def _period(start: datetime, end: datetime, max_days: int) -> tuple[datetime, datetime]:
-    lo, hi = _aware("from", start), _aware("to", end)
-    if hi <= lo or hi - lo > timedelta(days=max_days):
-        raise InvalidRequest(f"to must be after from, at most {max_days} days")
-    return lo, hi
-
-
-class MarketService(MarketCore):
     def __init__(
         self,
         store: MarketStore,
@@ -77,103 +65,16 @@ class MarketService(MarketCore):
         tariffs: TariffService,
         commands: CommandService,
         outbound: OutboundStore,
-        directory: MarketDirectory | None = None,
+        access: AccessControl,
+        audit: AuditLog | None = None,
         webhook_config: WebhookConfig | None = None,
     ) -> None:
-        super().__init__(store, registry, topologies, tokens, directory, webhook_config)
-        self._readings = readings
+        super().__init__(
+            store, readings, registry, topologies, tokens, access, audit, webhook_config
+        )
         self._tariffs = tariffs
         self._commands = commands
         self._outbound = outbound
-
-    # -- retailer requests: billing and consumption profiles ---------------------------------------
-
-    def _own_windows(
-        self, tenant: str, retailer: str, sites: list[str] | None, lo: datetime, hi: datetime
-    ) -> dict[str, list[tuple[datetime, datetime]]]:
-        """Each asked site's supply windows by this retailer within [lo, hi); 403 for a site
-        it never supplied then. Without sites: every client it supplied in the period."""
-        if sites is None:
-            candidates = [s.id for s in self._registry.sites(tenant)]
-        else:
-            if not 1 <= len(sites) <= 10_000:
-                raise InvalidRequest("sites: 1..10000 site ids")
-            candidates = list(dict.fromkeys(sites))
-        windows = {}
-        for site in candidates:
-            ws = self.directory.supply_windows(tenant, retailer, site, lo, hi)
-            if ws:
-                windows[site] = ws
-            elif sites is not None:
-                raise Forbidden(
-                    f"site {site[:128]!r} is not a client of {retailer!r} in that period"
-                )
-        return windows
-
-    def _reading_request(
-        self,
-        kind: RequestKind,
-        who: Principal,
-        tenant: str,
-        key: str | None,
-        start: datetime,
-        end: datetime,
-        sites: list[str] | None,
-        identifier: str | None,
-    ) -> MarketRequest:
-        retailer = self.retailer(who, tenant).id
-        key = check_key(key)
-        max_days = MAX_BILLING_DAYS if kind is RequestKind.BILLING else MAX_PROFILE_DAYS
-        lo, hi = _period(start, end, max_days)
-        ident = identifier or ENERGY_IDENTIFIER
-        if ident not in self._registry.identifiers(tenant):
-            raise NotFound(f"identifier {ident[:128]!r} unknown in tenant {tenant!r}")
-        params: dict[str, Any] = {
-            "from": lo.isoformat(),
-            "to": hi.isoformat(),
-            "sites": sites,
-            "identifier": ident,
-        }
-        found = self.existing(tenant, retailer, key, kind, params)
-        if found is not None:
-            return found
-        windows = self._own_windows(tenant, retailer, sites, lo, hi)
-        devices = self.devices_by_site(tenant, list(windows))
-        compute = billing_lines if kind is RequestKind.BILLING else profile_lines
-        lines = compute(self._readings, tenant, ident, windows, devices)
-        unit = self._registry.identifiers(tenant).get(ident)
-        result = {"unit": unit.unit if unit is not None else "", "clients": lines}
-        return self.create(tenant, kind, retailer, key, params, result=result)
-
-    def billing(
-        self,
-        who: Principal,
-        tenant: str,
-        key: str | None,
-        start: datetime,
-        end: datetime,
-        sites: list[str] | None = None,
-        identifier: str | None = None,
-    ) -> MarketRequest:
-        """Energy per client over [start, end) for the retailer's own clients (use case a)."""
-        return self._reading_request(
-            RequestKind.BILLING, who, tenant, key, start, end, sites, identifier
-        )
-
-    def profile(
-        self,
-        who: Principal,
-        tenant: str,
-        key: str | None,
-        start: datetime,
-        end: datetime,
-        sites: list[str] | None = None,
-        identifier: str | None = None,
-    ) -> MarketRequest:
-        """Quarter-hour consumption per client over [start, end) (use case b), ≤ 31 days."""
-        return self._reading_request(
-            RequestKind.PROFILE, who, tenant, key, start, end, sites, identifier
-        )
 
     # -- DSO requests ------------------------------------------------------------------------------
 
@@ -249,7 +150,7 @@ class MarketService(MarketCore):
         reduction over [start, end); answers are due within ``answer_within_s``."""
         self.require_dso(who, tenant, "request load reductions")
         key = check_key(key)
-        lo, hi = _period(start, end, 1)
+        lo, hi = period(start, end, 1)
         if reduction_kw is not None and not (
             math.isfinite(reduction_kw) and 0 < reduction_kw <= 1e6
         ):
@@ -295,7 +196,7 @@ class MarketService(MarketCore):
         available_kw: float | None = None,
     ) -> RequestView:
         """A retailer's answer: which of the clients it was asked about are available."""
-        retailer = self.retailer(who, tenant).id
+        retailer = self.retailer(who, tenant)
         view = self.view(who, tenant, request_id)
         if view.request.kind is not RequestKind.LOAD_REDUCTION:
             raise InvalidRequest(f"request {request_id!r} is a {view.request.kind.value} request")
@@ -374,6 +275,14 @@ class MarketService(MarketCore):
         if missing:
             raise Forbidden(f"site {missing[0][:128]!r} was not offered as available")
         now = datetime.now(UTC)
+        # an offer stands only while the retailer that made it still supplies the client: after
+        # a switch its old retailer must not be told about the client (nor act for it)
+        for site in params["sites"]:
+            if not self.directory.supplies(tenant, offered[site], site, now):
+                raise Conflict(
+                    f"site {site[:128]!r} changed supplier since {offered[site]!r} offered it; "
+                    "ask for availability again"
+                )
         by_site = self.devices_by_site(tenant, params["sites"])
         invocations = []
         for site in params["sites"]:
@@ -436,11 +345,11 @@ class MarketService(MarketCore):
         network goes into emergency mode at ``starts_at`` (optionally with a power limit)."""
         self.require_dso(who, tenant, "announce emergency mode")
         key = check_key(key)
-        begin = _aware("starts_at", starts_at)
+        begin = aware("starts_at", starts_at)
         now = datetime.now(UTC)
         if not now < begin <= now + MAX_NOTICE:
             raise InvalidRequest("starts_at must lie in the future, at most 7 days ahead")
-        finish = _aware("ends_at", ends_at) if ends_at is not None else None
+        finish = aware("ends_at", ends_at) if ends_at is not None else None
         if finish is not None and finish <= begin:
             raise InvalidRequest("ends_at must be after starts_at")
         if limit_kw is not None and not (math.isfinite(limit_kw) and 0 <= limit_kw <= 1e6):

@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import ipaddress
 import itertools
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import httpx
 
 from gridhub.domain.subscriptions import Channel, Subscription, retry_delay, sign
 from gridhub.outbound.mqtt_publisher import Outgoing, Publisher
+from gridhub.services.webhook_guard import WebhookGuard, WebhookRefused, WebhookUnresolved
 from gridhub.storage.subscriptions_store import DeliveryRecord, SubscriptionStore
 
 __all__ = [
@@ -38,7 +36,6 @@ __all__ = [
     "SenderConfig",
     "WebSocketHub",
     "body",
-    "private_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -156,7 +153,7 @@ class SenderConfig:
     webhook_timeout_s: float = 5.0
     mqtt_timeout_s: float = 10.0
     workers: int = 4
-    allow_private: bool = False  # webhooks to loopback, private and link-local addresses
+    guard: WebhookGuard = field(default_factory=WebhookGuard)  # where webhooks may go (SSRF)
 
 
 @dataclass(slots=True)
@@ -307,10 +304,6 @@ class Sender:
         http = self._http
         if http is None or sub.webhook_url is None or sub.webhook_secret is None:
             return "retry", None, "webhook client not running"
-        if not self.config.allow_private:
-            problem = private_address(sub.webhook_url)  # again: DNS may have changed since
-            if problem is not None:
-                return "refused", None, problem
         stamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -319,8 +312,12 @@ class Sender:
             "X-Gridhub-Timestamp": str(stamp),
             "X-Gridhub-Signature": sign(sub.webhook_secret, stamp, note.body),
         }
-        try:
-            response = http.post(sub.webhook_url, content=note.body, headers=headers)
+        try:  # checked again, sent to the address just checked: DNS may have changed since
+            response = self.config.guard.post(http, sub.webhook_url, note.body, headers)
+        except WebhookRefused as exc:
+            return "refused", None, str(exc)
+        except WebhookUnresolved as exc:
+            return "retry", None, str(exc)
         except httpx.HTTPError as exc:
             return "retry", None, f"{type(exc).__name__}: {exc}"
         if 200 <= response.status_code < 300:
@@ -337,23 +334,6 @@ class Sender:
             self._store.log(records)
         except Exception:  # the log is for operators; a store hiccup must not stop delivery
             log.exception("could not write %d webhook delivery records", len(records))
-
-
-def private_address(url: str) -> str | None:
-    """Why ``url``'s host must not get webhooks (it resolves to a loopback, private, link-local
-    or otherwise non-public address), or None. Guards the hub's network from its subscribers."""
-    host = urlsplit(url).hostname
-    if host is None:
-        return "the url has no host"
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError) as exc:
-        return f"cannot resolve {host}: {exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return f"{host} resolves to {address}, not a public address"
-    return None
 
 
 def body(payload: dict[str, object]) -> bytes:

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from gridhub.config import Settings
 from gridhub.domain.subscriptions import Channel, Condition, Kind, PeriodicFunction
 from gridhub.errors import InvalidRequest
-from gridhub.services.subscription_delivery import SenderConfig, private_address
+from gridhub.services.subscription_delivery import SenderConfig
+from gridhub.services.webhook_guard import WebhookGuard
 
 __all__ = [
     "MAX_PERIOD_S",
@@ -44,7 +45,7 @@ def subscription_config(settings: Settings) -> SubscriptionConfig:
             retry_max_s=settings.subscription_retry_max_s,
             max_attempts=settings.subscription_max_attempts,
             webhook_timeout_s=settings.subscription_webhook_timeout_s,
-            allow_private=settings.subscription_webhook_allow_private,
+            guard=WebhookGuard(settings.webhook_allow),
         ),
     )
 
@@ -78,9 +79,9 @@ def check_kind(new: NewSubscription, config: SubscriptionConfig) -> None:
         )
 
 
-def check_channel(new: NewSubscription, allow_private: bool) -> str | None:
-    """The webhook url (None for other channels): http(s), a host, no credentials, and unless
-    allowed not an address inside the hub's own network."""
+def check_channel(new: NewSubscription, guard: WebhookGuard) -> str | None:
+    """The webhook url (None for other channels): http(s), a host, no credentials, and an
+    address the guard lets webhooks go to (not the hub's own network, unless allowed)."""
     if new.channel is not Channel.WEBHOOK:
         if new.webhook_url is not None:
             raise InvalidRequest("url is for the webhook channel only")
@@ -95,10 +96,5 @@ def check_channel(new: NewSubscription, allow_private: bool) -> str | None:
         raise InvalidRequest("the webhook url must be http:// or https:// with a host")
     if parts.username or parts.password:
         raise InvalidRequest("the webhook url may not carry credentials")
-    if not allow_private:
-        problem = private_address(url)
-        if problem is not None:
-            raise InvalidRequest(
-                f"webhook refused: {problem} (subscription_webhook_allow_private allows it)"
-            )
+    guard.check(url)  # 422 naming the address and why
     return url

@@ -165,7 +165,7 @@ class SubscriptionService:
         if not self._may_read(who, tenant, new.device, new.identifier, datetime.now(UTC)):
             raise Forbidden(f"this token may not read {new.device}/{new.identifier}")
         check_kind(new, self.config)
-        url = check_channel(new, self.config.sender.allow_private)
+        url = check_channel(new, self.config.sender.guard)
         sub = Subscription(
             id=f"sub_{secrets.token_hex(8)}",
             tenant=tenant,

@@ -23,18 +23,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from gridhub.domain.market import Delivery, DeliveryStatus
+from gridhub.services.webhook_guard import WebhookGuard, WebhookRefused, WebhookUnresolved
 from gridhub.storage.market_store import MarketStore
 
 __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "Refusal",
+    "Target",
     "WebhookConfig",
     "WebhookDispatcher",
     "sign",
@@ -80,6 +83,7 @@ class WebhookConfig:
     max_attempts: int = 8
     first_backoff_s: float = 0.5
     max_backoff_s: float = 60.0
+    guard: WebhookGuard = field(default_factory=WebhookGuard)  # where webhooks may go (SSRF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,16 @@ class Target:
     secret: str
 
 
-Resolve = Callable[[Delivery], "Target | None"]
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A delivery that must not be sent at all (it fails at once, without retries): e.g. it
+    names a client whose supplier changed since the request was made."""
+
+    reason: str
+
+
+# per attempt: where to send; None — not now (unknown or disabled retailer: retried); a Refusal
+Resolve = Callable[[Delivery], "Target | Refusal | None"]
 OnFinal = Callable[[Delivery], None]
 
 
@@ -123,6 +136,7 @@ class WebhookDispatcher:
         self._client = httpx.Client(
             timeout=self.config.timeout_s,
             limits=httpx.Limits(max_connections=self.config.workers * 2),
+            follow_redirects=False,  # a redirect could lead a signed body somewhere else
         )
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="webhook")
         self.submit(self._store.pending_deliveries())
@@ -187,7 +201,10 @@ class WebhookDispatcher:
         code: int | None = None
         error: str | None = None
         answer: dict[str, Any] | None = None
-        if target is None:
+        refused = isinstance(target, Refusal)
+        if isinstance(target, Refusal):
+            error = target.reason
+        elif target is None:
             error = "retailer unknown or disabled"
         else:
             stamp = int(time.time())
@@ -200,22 +217,26 @@ class WebhookDispatcher:
                 "User-Agent": "gridhub-market-hub",
             }
             assert self._client is not None
-            try:
-                resp = self._client.post(target.url, content=d.body, headers=headers)
+            try:  # checked again and sent to the address just checked (DNS rebinding)
+                resp = self.config.guard.post(self._client, target.url, d.body, headers)
                 code = resp.status_code
                 if 200 <= code < 300:
                     answer = _answer(resp)
                 else:
                     error = resp.text[:200] or resp.reason_phrase
-            except httpx.HTTPError as exc:
+            except WebhookRefused as exc:
+                refused, error = True, str(exc)[:300]
+            except (httpx.HTTPError, WebhookUnresolved) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:200]
         self.sent += 1
         attempts = d.attempts + 1
         done = code is not None and 200 <= code < 300
         deadline = self._deadline_of(d)
         retry_at = now + timedelta(seconds=self._backoff(attempts))
-        give_up = attempts >= self.config.max_attempts or (
-            deadline is not None and retry_at >= deadline
+        give_up = (
+            refused
+            or attempts >= self.config.max_attempts
+            or (deadline is not None and retry_at >= deadline)
         )
         if done:
             status = DeliveryStatus.DELIVERED

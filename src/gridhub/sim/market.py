@@ -2,9 +2,12 @@
 running hub, and a DSO driving requests of each type at a rate.
 
 Set-up (over the hub's HTTP API, as an operator would): the tenant, N clients (a site with a
-meter and a smart plug each, a day of hourly register readings for billing), R retailers — each
-a real webhook server (:class:`~gridhub.sim.market_rp.RetailerPlatform`) registered with the
-hub — and the clients shared round-robin among them. Then requests go out at their rates; each
+meter and a smart plug each, a day of hourly register readings for billing, and a customer
+stakeholder tied to the site), R retailers — each a stakeholder of kind retailer whose platform
+is a real webhook server (:class:`~gridhub.sim.market_rp.RetailerPlatform`) registered with the
+hub — and a supply contract per client with a retailer, round-robin (who supplies whom is the
+access layer's contracts: the market hub has no other source). Then requests go out at their
+rates; each
 picks its clients at random: 10 % of them for tariff, load-reduction and emergency requests,
 30 % for billing (seed 003), 10 % for profiles.
 
@@ -32,7 +35,7 @@ import httpx
 
 from gridhub.adapters.registry_csv import to_registry_csv
 from gridhub.domain.registry import Device, Site
-from gridhub.services.market_flows import ENERGY_IDENTIFIER
+from gridhub.services.market_reads import ENERGY_IDENTIFIER
 from gridhub.sim.market_rp import RetailerPlatform
 
 __all__ = ["KINDS", "SHARE", "MarketSimulation", "Sample", "percentile", "summarise"]
@@ -41,6 +44,7 @@ KINDS = ("billing", "profile", "tariff", "load_reduction", "disconnection", "eme
 DRIVEN = ("billing", "profile", "tariff", "load_reduction", "emergency")  # with a rate
 SHARE = {"billing": 0.3, "profile": 0.1, "tariff": 0.1, "load_reduction": 0.1, "emergency": 0.1}
 FINAL = ("completed", "partial")
+BULK = 5_000  # stakeholders or contracts per bulk request (well under the 1 MiB body limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,15 @@ class MarketSimulation:
     def sites(self) -> list[str]:
         return [f"c{i:05d}" for i in range(self.clients)]
 
+    @staticmethod
+    def customer(site: str) -> str:
+        """The customer stakeholder of a client site."""
+        return f"cust-{site}"
+
+    def _bulk(self, path: str, field_name: str, items: list[dict[str, Any]]) -> None:
+        for k in range(0, len(items), BULK):
+            self._ok(self._admin.post(path, json={field_name: items[k : k + BULK]}))
+
     # -- set-up ------------------------------------------------------------------------------------
 
     def setup(self, readings: bool = True) -> None:
@@ -150,12 +163,22 @@ class MarketSimulation:
                 headers={"Content-Type": "text/csv"},
             )
         )
+        retailers = [f"r{n + 1:02d}" for n in range(self.retailers)]
+        self.log(f"adding {len(sites)} customers, {len(retailers)} retailers and their contracts")
+        self._bulk(
+            f"/api/v1/tenants/{t}/stakeholders/bulk",
+            "stakeholders",
+            [{"id": "dso", "kind": "dso", "name": "sim DSO"}]
+            + [{"id": r, "kind": "retailer", "name": f"Retailer {r}"} for r in retailers]
+            + [{"id": self.customer(s.id), "kind": "customer", "site": s.id} for s in sites],
+        )
         dso = self._ok(
-            self._admin.post(f"/api/v1/tenants/{t}/tokens", json={"role": "dso", "name": "sim dso"})
+            self._admin.post(
+                f"/api/v1/tenants/{t}/tokens", json={"stakeholder": "dso", "name": "sim dso"}
+            )
         )
         self._dso = self._client(dso["token"])
-        for n in range(self.retailers):
-            rid = f"r{n + 1:02d}"
+        for n, rid in enumerate(retailers):
             platform = RetailerPlatform(
                 rid, delay=self.delay, answer=self.answer, seed=self.seed, hub_url=self.url
             )
@@ -176,16 +199,15 @@ class MarketSimulation:
             self.platforms.append(platform)
         start = datetime.combine(self.day - timedelta(days=1), datetime.min.time(), UTC)
         for i, site in enumerate(self.sites):
-            self.supplier[site] = self.platforms[i % self.retailers].retailer
-        items = [
-            {"site": s, "retailer": r, "start": start.isoformat()} for s, r in self.supplier.items()
-        ]
-        for k in range(0, len(items), 10_000):
-            self._ok(
-                self._admin.post(
-                    f"/api/v1/tenants/{t}/market/supplies", json={"supplies": items[k : k + 10_000]}
-                )
-            )
+            self.supplier[site] = retailers[i % self.retailers]
+        self._bulk(
+            f"/api/v1/tenants/{t}/contracts/bulk",
+            "contracts",
+            [
+                {"customer": self.customer(s), "supplier": r, "start": start.isoformat()}
+                for s, r in self.supplier.items()
+            ],
+        )
         if readings:
             self._readings()
 

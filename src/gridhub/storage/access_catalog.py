@@ -41,8 +41,10 @@ class AuditQuery:
 class AccessCatalog(Protocol):
     def stakeholders(self) -> list[Stakeholder]: ...
     def put_stakeholder(self, stakeholder: Stakeholder) -> None: ...
+    def add_stakeholders(self, stakeholders: Sequence[Stakeholder]) -> None: ...
     def contracts(self) -> list[Contract]: ...
     def put_contracts(self, contracts: Sequence[Contract]) -> None: ...
+    def add_contracts(self, contracts: Sequence[Contract]) -> None: ...
     def policies(self) -> list[PolicyVersion]: ...
     def put_policy(self, policy: PolicyVersion) -> None: ...
     def append_audit(self, rows: Sequence[AuditRow]) -> None: ...
@@ -74,8 +76,8 @@ class DuckDBAccessCatalog:
     def _rows(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
         return self._db.read(sql, params, "access catalog read")
 
-    def _write(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        self._db.write([(sql, rows)], "access catalog write")
+    def _write(self, sql: str, rows: Sequence[Sequence[object]], bulk: bool = False) -> None:
+        self._db.write([(sql, rows)], "access catalog write", bulk=bulk)
 
     def stakeholders(self) -> list[Stakeholder]:
         return [
@@ -91,6 +93,18 @@ class DuckDBAccessCatalog:
         self._write(
             "INSERT OR REPLACE INTO stakeholders VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(s.tenant, s.id, s.kind.value, s.name, s.site, s.created, s.disabled)],
+        )
+
+    def add_stakeholders(self, stakeholders: Sequence[Stakeholder]) -> None:
+        """New stakeholders (ids not yet stored), in one transaction: a bulk import is one
+        Arrow insert, not a statement per row."""
+        self._write(
+            "INSERT INTO stakeholders VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (s.tenant, s.id, s.kind.value, s.name, s.site, s.created, s.disabled)
+                for s in stakeholders
+            ],
+            bulk=True,
         )
 
     def contracts(self) -> list[Contract]:
@@ -110,6 +124,17 @@ class DuckDBAccessCatalog:
                 (c.tenant, c.id, c.customer, c.supplier, c.start, c.end, c.created)
                 for c in contracts
             ],
+        )
+
+    def add_contracts(self, contracts: Sequence[Contract]) -> None:
+        """New contracts (ids not yet stored), in one transaction and one Arrow insert."""
+        self._write(
+            "INSERT INTO contracts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (c.tenant, c.id, c.customer, c.supplier, c.start, c.end, c.created)
+                for c in contracts
+            ],
+            bulk=True,
         )
 
     def policies(self) -> list[PolicyVersion]:

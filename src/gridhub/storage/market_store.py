@@ -1,4 +1,4 @@
-"""Durable state of the market hub on DuckDB: retailers, supplies, requests and deliveries.
+"""Durable state of the market hub on DuckDB: retailer platforms, requests and deliveries.
 
 Nothing about a request lives only in memory: the request (with its idempotency key and the
 fingerprint of its content), its webhook deliveries (with the exact body to send and every
@@ -22,7 +22,6 @@ from gridhub.domain.market import (
     RequestKind,
     RequestStatus,
     Retailer,
-    Supply,
 )
 from gridhub.storage.duckdb_store import DuckDBDatabase
 
@@ -149,33 +148,6 @@ class MarketStore:
         return [
             Retailer(*row)
             for row in self._rows(f"SELECT {_RET} FROM market_retailers ORDER BY tenant, id")
-        ]
-
-    # -- supplies ---------------------------------------------------------------------------------
-
-    def put_supplies(self, ended: Sequence[Supply], added: Sequence[Supply]) -> None:
-        """End running supplies and add new ones, in one transaction (a supplier switch)."""
-        self._write(
-            [
-                (
-                    'UPDATE market_supplies SET "end" = ?'
-                    " WHERE tenant = ? AND site = ? AND start = ?",
-                    [(s.end, s.tenant, s.site, s.start) for s in ended],
-                ),
-                (
-                    "INSERT INTO market_supplies VALUES (?, ?, ?, ?, ?)",
-                    [(s.tenant, s.site, s.retailer, s.start, s.end) for s in added],
-                ),
-            ]
-        )
-
-    def supplies(self) -> list[Supply]:
-        return [
-            Supply(*row)
-            for row in self._rows(
-                'SELECT tenant, site, retailer, start, "end" FROM market_supplies'
-                " ORDER BY tenant, site, start"
-            )
         ]
 
     # -- requests ---------------------------------------------------------------------------------

@@ -378,6 +378,12 @@ MIGRATIONS: tuple[str, ...] = (
     )
     GROUP BY tenant, device, identifier;
     """,
+    # 11: who supplies whom is the access layer's contracts alone (customer ↔ retailer, with
+    # validity): the market hub's own supplier table goes. Its rows are not carried over — a
+    # supply names a site, a contract a customer stakeholder; re-create them as contracts.
+    """
+    DROP TABLE IF EXISTS market_supplies;
+    """,
 )
 
 

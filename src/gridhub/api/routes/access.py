@@ -20,6 +20,7 @@ from gridhub.hub import Hub
 from gridhub.storage.access_catalog import AuditQuery
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["access"])
+MAX_BULK = 10_000  # stakeholders or contracts per bulk request (and the 1 MiB body limit)
 admin_router = APIRouter(prefix="/api/v1", tags=["access"])
 
 
@@ -28,6 +29,10 @@ class StakeholderBody(BaseModel):
     kind: Kind
     name: str = Field("", max_length=200)
     site: str | None = Field(None, description="a customer's site (household)", max_length=128)
+
+
+class StakeholdersBody(BaseModel):
+    stakeholders: list[StakeholderBody] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class StakeholderPublic(StakeholderBody):
@@ -41,6 +46,10 @@ class ContractBody(BaseModel):
     supplier: str = Field(description="a retailer, aggregator or ESCO", max_length=128)
     start: datetime = Field(description="ISO 8601 with offset")
     end: datetime | None = Field(None, description="exclusive; none: open-ended")
+
+
+class ContractsBody(BaseModel):
+    contracts: list[ContractBody] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class ContractPublic(BaseModel):
@@ -179,6 +188,21 @@ def create_stakeholder(
     return _stakeholder(created)
 
 
+@router.post(
+    "/{tenant}/stakeholders/bulk",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add many stakeholders at once (e.g. a pilot's customers): all or none",
+)
+def create_stakeholders(
+    tenant: str, body: StakeholdersBody, hub: HubDep, who: PrincipalDep
+) -> list[StakeholderPublic]:
+    who.require_admin(tenant)
+    created = hub.access.directory.create_stakeholders(
+        tenant, [(s.id, s.kind, s.name, s.site) for s in body.stakeholders]
+    )
+    return [_stakeholder(s) for s in created]
+
+
 @router.get("/{tenant}/stakeholders", summary="The tenant's stakeholders (tenant admin)")
 def list_stakeholders(
     tenant: str, hub: HubDep, who: PrincipalDep, kind: Kind | None = None
@@ -214,6 +238,21 @@ def create_contract(
         tenant, body.customer, body.supplier, body.start, body.end, body.id
     )
     return _contract(contract)
+
+
+@router.post(
+    "/{tenant}/contracts/bulk",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add many supply contracts at once: all or none, checked against each other too",
+)
+def create_contracts(
+    tenant: str, body: ContractsBody, hub: HubDep, who: PrincipalDep
+) -> list[ContractPublic]:
+    who.require_admin(tenant)
+    created = hub.access.directory.create_contracts(
+        tenant, [(c.customer, c.supplier, c.start, c.end, c.id) for c in body.contracts]
+    )
+    return [_contract(c) for c in created]
 
 
 @router.get(

@@ -52,18 +52,10 @@ class Keyed(BaseModel):
 class RetailerBody(BaseModel):
     name: str = Field("", max_length=200)
     webhook_url: str = Field(max_length=2048)
-    issue_token: bool = True
+    issue_token: bool = Field(
+        True, description="the first time: a token acting for the retailer stakeholder"
+    )
     rotate_secret: bool = False
-
-
-class SupplyBody(BaseModel):
-    site: str = Field(max_length=128)
-    retailer: str = Field(max_length=64)
-    start: datetime
-
-
-class SuppliesBody(BaseModel):
-    supplies: list[SupplyBody] = Field(min_length=1, max_length=10_000)
 
 
 class ReadingRequest(Keyed):
@@ -163,15 +155,16 @@ def _answer(response: Response, req: MarketRequest) -> dict[str, Any]:
     return _request(req)
 
 
-# -- retailers and supplies ------------------------------------------------------------------------
+# -- retailer platforms ----------------------------------------------------------------------------
 
 
 @router.put("/retailers/{retailer}")
 def put_retailer(
     tenant: str, retailer: str, body: RetailerBody, who: PrincipalDep, hub: HubDep
 ) -> dict[str, Any]:
-    """Register or update a retailer platform (tenant admin). The webhook secret and, for a
-    new retailer, its API token are in the answer; store them."""
+    """Register or update the platform of a retailer stakeholder (tenant admin): where its
+    webhooks go. The webhook secret and, the first time, a token acting for the stakeholder are
+    in the answer; store them. Its clients are those of its contracts (``…/contracts``)."""
     r, token = hub.market.register_retailer(
         who,
         tenant,
@@ -187,18 +180,6 @@ def put_retailer(
 @router.get("/retailers")
 def list_retailers(tenant: str, who: PrincipalDep, hub: HubDep) -> list[dict[str, Any]]:
     return [_retailer(r) for r in hub.market.retailers(who, tenant)]
-
-
-@router.post("/supplies")
-def put_supplies(
-    tenant: str, body: SuppliesBody, who: PrincipalDep, hub: HubDep
-) -> list[dict[str, Any]]:
-    """Each site's supplier from ``start`` on (a supplier switch ends the running supply);
-    all or nothing. For the market hub's own supplier table (tenant admin)."""
-    done = hub.market.set_suppliers(
-        who, tenant, [(s.site, s.retailer, s.start) for s in body.supplies]
-    )
-    return [{"site": s.site, "retailer": s.retailer, "start": s.start.isoformat()} for s in done]
 
 
 # -- retailer requests -----------------------------------------------------------------------------
