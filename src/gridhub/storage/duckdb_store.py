@@ -122,19 +122,24 @@ class DuckDBDatabase:
         # writes (its own transaction: DuckDB's snapshot isolation keeps them apart)
         self.write_lock = threading.Lock()
         self.merge_lock = threading.Lock()
+        # DuckDB refuses (ResourceInUse) a second call on the root connection while one runs:
+        # making cursors from several threads at once, or closing while one is made
+        self._con_lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for the calling thread (DuckDB connections are not shared by threads)."""
         cur = getattr(self._local, "cursor", None)
         if cur is None:
-            cur = self._con.cursor()
+            with self._con_lock:
+                cur = self._con.cursor()
             cur.execute("SET TimeZone = 'UTC'")
             self._local.cursor = cur
         return cur
 
     def new_cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own, for work that may be interrupted (the SQL console)."""
-        return self._con.cursor()
+        with self._con_lock:
+            return self._con.cursor()
 
     def read(
         self, sql: str, params: object = (), what: str = "DuckDB read"
@@ -173,7 +178,8 @@ class DuckDBDatabase:
             raise StoreUnavailable(f"{what} failed: {exc}") from exc
 
     def close(self) -> None:
-        self._con.close()
+        with self._con_lock:
+            self._con.close()
 
 
 class DuckDBStore:

@@ -58,8 +58,8 @@ class HighWater:
         def run() -> None:
             try:
                 rows = scan()
-            except Exception:  # the store closed or failed: stay on the anti-join, correctly
-                log.exception("could not read the newest stored readings; dedupe stays on joins")
+            except Exception as exc:  # the store closed or failed: stay on the join, correctly
+                log.warning("newest stored readings not read (%s); dedupe stays on joins", exc)
                 return
             with self._lock:
                 marks = self._marks
