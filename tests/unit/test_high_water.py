@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from gridhub.storage.base import MeasurementColumns
+from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.high_water import HighWater
 
 
@@ -76,3 +78,25 @@ def test_a_failed_scan_leaves_every_batch_to_the_join() -> None:
 def test_newest_takes_the_maximum_in_any_order() -> None:
     got = HighWater.newest(cols(("t", "d", "p", 7), ("t", "d", "p", 3), ("t", "e", "p", 1)))
     assert got == {("t", "d", "p"): 7, ("t", "e", "p"): 1}
+
+
+def test_closing_the_store_during_the_scan_interrupts_it(tmp_path: Path) -> None:
+    """The scan runs on its own cursor; DuckDB refuses to close a connection under a running
+    query, so close() must interrupt the scan and wait for it instead of failing."""
+    db = DuckDBDatabase(tmp_path / "big.duckdb")
+    db.cursor().execute(
+        "INSERT INTO measurements SELECT 't', 'd' || (i % 5000), 'p',"
+        " TIMESTAMPTZ '2026-01-01' + i * INTERVAL 1 SECOND, 1.0 FROM range(3000000) r(i)"
+    )
+    for _ in range(3):
+        store = DuckDBStore(db)
+        db.close()  # right away: the scan is (usually) still running
+        assert not store.high_water.ready or store.high_water.wait_ready(0)
+        db = DuckDBDatabase(tmp_path / "big.duckdb")
+    store = DuckDBStore(db)
+    try:
+        assert store.high_water.wait_ready(30)
+        assert store.high_water.newest_if_all_new(cols(("t", "d1", "p", 1))) is None  # stored
+        assert store.high_water.newest_if_all_new(cols(("t", "d1", "p", 2**62))) is not None
+    finally:
+        db.close()

@@ -21,7 +21,8 @@ is exact at any moment.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,9 +123,12 @@ class DuckDBDatabase:
         # writes (its own transaction: DuckDB's snapshot isolation keeps them apart)
         self.write_lock = threading.Lock()
         self.merge_lock = threading.Lock()
-        # DuckDB refuses (ResourceInUse) a second call on the root connection while one runs:
-        # making cursors from several threads at once, or closing while one is made
-        self._con_lock = threading.Lock()
+        # DuckDB refuses (ResourceInUse) a call on the root connection while another runs —
+        # making cursors from several threads at once — and closing it while a cursor's query
+        # runs: background readers are tracked, and closing interrupts and waits for them
+        self._con_lock = threading.Condition()
+        self._background: set[duckdb.DuckDBPyConnection] = set()
+        self._closed = False
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for the calling thread (DuckDB connections are not shared by threads)."""
@@ -177,8 +181,29 @@ class DuckDBDatabase:
                 pass
             raise StoreUnavailable(f"{what} failed: {exc}") from exc
 
+    @contextmanager
+    def background_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for a reader on a background thread (e.g. a start-up scan):
+        :meth:`close` interrupts its query and waits for it instead of failing."""
+        with self._con_lock:
+            if self._closed:
+                raise StoreUnavailable("the DuckDB file is closed")
+            cur = self._con.cursor()
+            self._background.add(cur)
+        try:
+            yield cur
+        finally:
+            cur.close()
+            with self._con_lock:
+                self._background.discard(cur)
+                self._con_lock.notify_all()
+
     def close(self) -> None:
         with self._con_lock:
+            self._closed = True
+            for cur in self._background:
+                cur.interrupt()
+            self._con_lock.wait_for(lambda: not self._background, timeout=30)
             self._con.close()
 
 
@@ -192,14 +217,11 @@ class DuckDBStore:
 
     def _newest_stored(self) -> list[tuple[str, str, str, int]]:
         """Each series' newest stored reading (µs), for :class:`HighWater`: one full scan."""
-        cur = self._db.new_cursor()
-        try:
+        with self._db.background_cursor() as cur:
             return cur.execute(
                 "SELECT tenant, device, identifier, epoch_us(max(ts))"
                 " FROM measurements GROUP BY ALL"
             ).fetchall()
-        finally:
-            cur.close()
 
     # -- writes ---------------------------------------------------------------------------------
 
