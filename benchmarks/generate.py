@@ -9,11 +9,17 @@ The schema and the registry rows (tenant ``bench`` in Europe/Brussels, one site,
 a tenant token) are made by :func:`gridhub.hub.build_hub`, so the file is a data directory a
 hub can serve.
 
+Last, the store is compacted as a running hub would have compacted it by now
+(:class:`gridhub.storage.compaction.Compactor`, the same code the hub's writer runs: every local
+day that ended more than two days ago rewritten in (device, identifier, ts) order); a hub that
+had ingested this year live would hold it that way. ``--no-compact`` leaves the append order.
+
 Everything is generated inside DuckDB (``INSERT … SELECT … FROM range(…)``), never row by row in
 Python. The readings are a deterministic function of (meter, tick), so the peers
 (``benchmarks/peers.py``) load exactly the same values from :func:`readings_sql`.
 
     python benchmarks/generate.py --data-dir /tmp/bench-data --meters 10000 --days 365
+    python benchmarks/generate.py --data-dir /tmp/bench-raw --meters 1000 --days 365 --no-compact
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from rich.progress import (
 from gridhub.config import Settings
 from gridhub.domain.registry import Device, Site, Tenant
 from gridhub.hub import build_hub
+from gridhub.storage.compaction import Compactor
+from gridhub.storage.duckdb_store import DuckDBDatabase
 
 TENANT = "bench"
 ZONE = "Europe/Brussels"
@@ -177,6 +185,7 @@ class Generated:
     seconds: float
     bytes: int
     token: str
+    compaction_seconds: float = 0.0  # included in ``seconds``; 0: not compacted
 
     @property
     def rows(self) -> int:
@@ -222,8 +231,10 @@ def generate_duckdb(
     start: date = START,
     progress: bool = True,
     threads: int | None = None,
+    compact: bool = True,
 ) -> Generated:
-    """Create a gridhub data directory at ``data_dir`` holding the data set; see the module doc.
+    """Create a gridhub data directory at ``data_dir`` holding the data set, compacted unless
+    ``compact`` is false; see the module doc.
 
     ``data_dir`` must not hold a gridhub database yet.
     """
@@ -277,9 +288,23 @@ def generate_duckdb(
             con.execute("CHECKPOINT")
     finally:
         con.close()
+    compaction_seconds = compact_store(settings.db_path) if compact else 0.0
     seconds = perf_counter() - started
     size = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file())
-    return Generated(data_dir, settings.db_path, span, seconds, size, token)
+    return Generated(data_dir, settings.db_path, span, seconds, size, token, compaction_seconds)
+
+
+def compact_store(db_path: Path) -> float:
+    """Compact what a hub would have compacted by now (its own :class:`Compactor`, all at once
+    rather than a slice between write batches); return the seconds it took."""
+    started = perf_counter()
+    db = DuckDBDatabase(db_path)
+    try:
+        Compactor(db).run()
+        db.cursor().execute("CHECKPOINT")
+    finally:
+        db.close()
+    return perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,13 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--start", type=date.fromisoformat, default=START, help="first day")
     parser.add_argument("--force", action="store_true", help="replace an existing data dir")
+    parser.add_argument(
+        "--no-compact", action="store_true", help="leave the rows in append (time) order"
+    )
     args = parser.parse_args(argv)
     if args.force and args.data_dir.exists():
         shutil.rmtree(args.data_dir)
-    gen = generate_duckdb(args.data_dir, args.meters, args.days, start=args.start)
+    gen = generate_duckdb(
+        args.data_dir, args.meters, args.days, start=args.start, compact=not args.no_compact
+    )
     print(
         f"{gen.rows:,} rows ({args.meters:,} meters × {args.days} days) + rollups in "
-        f"{gen.seconds:,.1f} s ({gen.rows / gen.seconds:,.0f} rows/s); "
+        f"{gen.seconds:,.1f} s ({gen.rows / gen.seconds:,.0f} rows/s, of which "
+        f"{gen.compaction_seconds:,.1f} s compaction); "
         f"{gen.bytes / 2**30:,.2f} GiB in {gen.data_dir}"
     )
     return 0

@@ -1,7 +1,8 @@
 """The four queries of issue #3 on the generated data set, warm, server side.
 
 The data set (``benchmarks/generate.py``: by default 10,000 meters × 1 year × 15 min ≈ 350 M
-raw rows, appended in time order as live ingest leaves them, with the three rollup tables) is
+raw rows, appended in time order as live ingest leaves them, with the three rollup tables, then
+compacted as the hub's writer would have compacted it by now — ``--no-compact`` skips that) is
 generated into a fresh data directory, then each query runs once to warm up and then several
 times in this process against :class:`~gridhub.storage.duckdb_store.DuckDBStore`; the figure is
 the median (p50) wall time in ms:
@@ -171,6 +172,9 @@ class GridhubQueries:
     def __init__(self, db_path: Path, span: Span) -> None:
         self.span = span
         self.store = DuckDBStore(DuckDBDatabase(db_path))
+        # the store scans every series' newest reading in a background thread when it opens
+        # (storage/high_water.py): time the queries after it, as on a hub that is running
+        self.store.high_water.wait_ready(600)
         self.day_lo, self.day_hi = span.day_bounds(span.query_day)
 
     def close(self) -> None:
@@ -302,6 +306,7 @@ def run(
     http: bool = False,
     runs: int = RUNS,
     command: str | None = None,
+    compact: bool = True,
 ) -> dict[str, Timing]:
     """Generate (unless ``data_dir`` already holds the data set), time the four queries, add
     their figures to ``results``; delete the generated files unless ``keep``."""
@@ -311,7 +316,7 @@ def run(
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="gridhub-queries-", dir=workdir))
     timings: dict[str, Timing] = {}
     with cleanup_on_sigterm():
-        _run(results, span, data_dir, reuse, keep, http, runs, command, timings)
+        _run(results, span, data_dir, reuse, keep, http, runs, command, timings, compact)
     return timings
 
 
@@ -325,6 +330,7 @@ def _run(
     runs: int,
     command: str,
     timings: dict[str, Timing],
+    compact: bool = True,
 ) -> None:
     meters, days = span.meters, span.days
     try:
@@ -333,12 +339,17 @@ def _run(
             gen = Generated(data_dir, data_dir / "gridhub.duckdb", span, 0.0, 0, token)
             print(f"queries: using the data set in {data_dir}")
         else:
-            gen = generate_duckdb(data_dir, meters, days)
+            gen = generate_duckdb(data_dir, meters, days, compact=compact)
+            compaction = (
+                f", then compacted as the hub would have ({gen.compaction_seconds:,.0f} s of it)"
+                if compact
+                else ", not compacted"
+            )
             results["generate_duckdb_seconds"] = figure(
                 gen.seconds,
                 "s",
                 f"{command}: generate.generate_duckdb, {gen.rows:,} raw rows "
-                f"({meters:,} meters × {days} days × 15 min) + 3 rollups + registry",
+                f"({meters:,} meters × {days} days × 15 min) + 3 rollups + registry{compaction}",
             )
             results["generate_duckdb_disk_gib"] = figure(
                 gen.bytes / 2**30,
@@ -408,9 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http", action="store_true", help="also time the API (series routes)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--json", type=Path, help="write the figures to this file too")
+    parser.add_argument(
+        "--no-compact", action="store_true", help="generate without compaction (append order)"
+    )
     args = parser.parse_args(argv)
     results: dict[str, dict[str, object]] = {}
-    extra = ["--http"] if args.http else []
+    extra = (["--http"] if args.http else []) + (["--no-compact"] if args.no_compact else [])
     run(
         results,
         meters=args.meters,
@@ -421,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         http=args.http,
         runs=args.runs,
         command=command_line(args.meters, args.days, extra),
+        compact=not args.no_compact,
     )
     print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, gridhub (DuckDB store), warm, p50:")
     print(table(results))

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         20.0, ge=0, description="longest wait to fill a batch, when 64+ submissions are waiting"
     )
     confirm_timeout_s: float = Field(30.0, gt=0, description="HTTP wait for durability")
+    compact_after_days: int = Field(
+        2,
+        ge=0,
+        description="rewrite each local day of readings sorted by device this many days after"
+        " it ends, for fast per-meter reads (storage/compaction.py); 0: never",
+    )
     # devices (issue #6): broker credentials, TLS, meter ports read directly
     mqtt_auth: bool = Field(
         False, description="embedded broker: per-device passwords and ACLs (needs Mosquitto)"

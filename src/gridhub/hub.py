@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from gridhub.access.audit import AuditLog
@@ -42,6 +43,7 @@ from gridhub.services.tariffs import TariffService
 from gridhub.services.webhook_guard import WebhookGuard
 from gridhub.services.webhooks import WebhookConfig
 from gridhub.storage.access_catalog import DuckDBAccessCatalog
+from gridhub.storage.compaction import Compactor
 from gridhub.storage.devices_catalog import DevicesCatalog
 from gridhub.storage.duckdb_catalog import DuckDBCatalog
 from gridhub.storage.duckdb_reports import DuckDBReportStore
@@ -208,6 +210,9 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
+    if settings.compact_after_days:
+        compactor = Compactor(db, settle=timedelta(days=settings.compact_after_days))
+        pipeline.add_maintenance(compactor.step)
     topologies = TopologyService(DuckDBTopologies(db), registry)
 
     def write_back(tenant: str, messages: list[bytes]) -> None:

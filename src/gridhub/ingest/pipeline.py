@@ -33,6 +33,11 @@ MERGE_SECONDS = 5.0  # … or this often in time, or when idle
 # writer is the bottleneck and bigger batches raise throughput. With fewer, arrivals are sparse
 # and waiting would only add latency (a message every 100 ms gains nothing from a 20 ms wait).
 LINGER_MIN_SUBMISSIONS = 64
+# Store maintenance (e.g. compaction) runs on the writer, the only writer of the readings: while
+# idle, steps back to back for up to this long; under load, one step this often, so it still
+# progresses (each step is bounded, ~0.1 s).
+MAINTENANCE_IDLE_S = 1.0
+MAINTENANCE_BUSY_EVERY_S = 10.0
 
 
 class _Stopping(Exception):
@@ -164,6 +169,8 @@ class Pipeline:
         self._merger: threading.Thread | None = None
         # told about every committed batch (e.g. the command service matching Acknowledges)
         self._observers: list[Callable[[list[Prepared]], None]] = []
+        self._maintenance: list[Callable[[], bool]] = []
+        self._last_maintenance = time.monotonic()
 
     def add_observer(self, observer: Callable[[list[Prepared]], None]) -> None:
         """Call ``observer`` with the messages of each batch after its commit (dead letters
@@ -172,6 +179,15 @@ class Pipeline:
         It runs on the writer thread, so it must be quick; what it raises is logged.
         """
         self._observers.append(observer)
+
+    def add_maintenance(self, step: Callable[[], bool]) -> None:
+        """Run ``step`` on the writer thread between batches (e.g. ``Compactor.step``).
+
+        ``step`` does one bounded unit of work and returns whether more is waiting; it runs
+        back to back while the writer is idle, and once every ``MAINTENANCE_BUSY_EVERY_S``
+        under load. What it raises is logged; it is called again later.
+        """
+        self._maintenance.append(step)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -264,6 +280,7 @@ class Pipeline:
                     self._merge_now.set()  # idle: bring the rollups up to date
                 if self._stop.is_set():
                     return
+                self._maintain(idle=True)
                 continue
             if (
                 self._batch_delay_s
@@ -275,6 +292,7 @@ class Pipeline:
             self._write(taken)
             if self._unmerged >= MERGE_ROWS:
                 self._merge_now.set()
+            self._maintain(idle=False)
 
     def _merge_loop(self) -> None:
         """The merger thread: a merge every ``MERGE_SECONDS``, or sooner when the writer asks
@@ -289,6 +307,29 @@ class Pipeline:
             if self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
                 self._merge_rollups()  # what the writer wrote last
                 return
+
+    def _maintain(self, *, idle: bool) -> None:
+        """Steps of the maintenance tasks: while idle, until they are done, a batch waits or
+        ``MAINTENANCE_IDLE_S`` is spent; under load, one step each every
+        ``MAINTENANCE_BUSY_EVERY_S``. Never while the store is failing."""
+        now = time.monotonic()
+        if not self._maintenance or not self.store_healthy or now < self._store_down_until:
+            return
+        if not idle and now - self._last_maintenance < MAINTENANCE_BUSY_EVERY_S:
+            return
+        self._last_maintenance = now
+        deadline = now + MAINTENANCE_IDLE_S
+        for step in self._maintenance:
+            while True:
+                try:
+                    more = step()
+                except Exception:  # a failed step is retried later; ingest goes on
+                    log.exception("store maintenance step failed")
+                    break
+                if not (more and idle and not len(self._buffer) and not self._stop.is_set()):
+                    break
+                if time.monotonic() >= deadline:
+                    break
 
     def _merge_rollups(self) -> None:
         """Fold stored readings into the rollups, after their senders were confirmed.

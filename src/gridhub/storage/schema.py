@@ -384,6 +384,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP TABLE IF EXISTS market_supplies;
     """,
+    # 12: compaction (storage/compaction.py): the local days of each tenant's measurements that
+    # were rewritten in (device, identifier, ts) order, and how many rows each held then
+    """
+    CREATE TABLE IF NOT EXISTS compacted_days (
+        tenant VARCHAR NOT NULL,
+        day DATE NOT NULL,
+        rows BIGINT NOT NULL,
+        compacted TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tenant, day)
+    );
+    """,
 )
 
 
