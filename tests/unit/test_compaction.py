@@ -215,3 +215,39 @@ def test_steps_are_bounded_and_planning_waits_for_its_interval(
     while compactor.step():
         pass
     assert compactor.stats.recompacted == 1
+
+
+def test_compaction_beside_the_writer_keeps_late_and_resent_readings_once(
+    db: DuckDBDatabase, store: DuckDBStore
+) -> None:
+    """The merger thread compacts while the writer appends: late readings of the very days
+    being rewritten, and resends of readings being moved, must each end up exactly once."""
+    import threading
+
+    before = all_rows(db)
+    errors: list[Exception] = []
+    compactor = Compactor(db, slice_rows=300, now=lambda: NOW)
+
+    def compact() -> None:
+        try:
+            compactor.run()
+        except Exception as exc:  # what the test is about
+            errors.append(exc)
+
+    thread = threading.Thread(target=compact)
+    thread.start()
+    late = []
+    for n in range(5):  # settled days: each gets late readings of a new quantity, and resends
+        day = FIRST + timedelta(days=n)
+        for quarter in range(0, 90, 3):
+            late.append(("t1", DEVICES[quarter % 12], "late.quantity", at(day, quarter), 1.0))
+    resent = [(t, d, i, ts.astimezone(UTC), v) for t, d, i, ts, v in before[::37]]
+    for i in range(0, len(late), 10):
+        store.write(batch_of(late[i : i + 10] + resent[i : i + 10]))
+    thread.join()
+    assert errors == []
+    after = all_rows(db)
+    assert len(after) == len(before) + len(late)
+    assert len({r[:4] for r in after}) == len(after)  # no key twice
+    Compactor(db, slice_rows=300, now=lambda: NOW).run()  # the days that changed, again
+    assert all_rows(db) == after

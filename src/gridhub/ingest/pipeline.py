@@ -33,9 +33,9 @@ MERGE_SECONDS = 5.0  # … or this often in time, or when idle
 # writer is the bottleneck and bigger batches raise throughput. With fewer, arrivals are sparse
 # and waiting would only add latency (a message every 100 ms gains nothing from a 20 ms wait).
 LINGER_MIN_SUBMISSIONS = 64
-# Store maintenance (e.g. compaction) runs on the writer, the only writer of the readings: while
-# idle, steps back to back for up to this long; under load, one step this often, so it still
-# progresses (each step is bounded, ~0.1 s).
+# Store maintenance (e.g. compaction) runs on the merger thread, beside the writer: while the
+# writer is idle, steps back to back for up to this long; under load, one step this often, so
+# it still progresses (each step is bounded, ~0.2 s) without taking the other core from ingest.
 MAINTENANCE_IDLE_S = 1.0
 MAINTENANCE_BUSY_EVERY_S = 10.0
 
@@ -181,11 +181,12 @@ class Pipeline:
         self._observers.append(observer)
 
     def add_maintenance(self, step: Callable[[], bool]) -> None:
-        """Run ``step`` on the writer thread between batches (e.g. ``Compactor.step``).
+        """Run ``step`` on the merger thread, beside the writer (e.g. ``Compactor.step``).
 
-        ``step`` does one bounded unit of work and returns whether more is waiting; it runs
-        back to back while the writer is idle, and once every ``MAINTENANCE_BUSY_EVERY_S``
-        under load. What it raises is logged; it is called again later.
+        ``step`` does one bounded unit of work, in its own store transaction, and returns
+        whether more is waiting; it runs back to back while the writer is idle, and once every
+        ``MAINTENANCE_BUSY_EVERY_S`` under load. What it raises is logged; it is called again
+        later.
         """
         self._maintenance.append(step)
 
@@ -280,7 +281,6 @@ class Pipeline:
                     self._merge_now.set()  # idle: bring the rollups up to date
                 if self._stop.is_set():
                     return
-                self._maintain(idle=True)
                 continue
             if (
                 self._batch_delay_s
@@ -292,7 +292,6 @@ class Pipeline:
             self._write(taken)
             if self._unmerged >= MERGE_ROWS:
                 self._merge_now.set()
-            self._maintain(idle=False)
 
     def _merge_loop(self) -> None:
         """The merger thread: a merge every ``MERGE_SECONDS``, or sooner when the writer asks
@@ -300,25 +299,29 @@ class Pipeline:
         store transaction — DuckDB's snapshot isolation keeps the two apart, and a merge
         deletes only the pending readings it saw — so a merge (tens of ms, more under load)
         never delays a confirmation, and DuckDB runs it on the other core."""
+        more = False
         while True:
-            self._merge_now.wait(MERGE_SECONDS)
+            self._merge_now.wait(0.2 if more else MERGE_SECONDS)
             self._merge_now.clear()
             self._merge_rollups()
             if self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
                 self._merge_rollups()  # what the writer wrote last
                 return
+            more = self._maintain(idle=not len(self._buffer))
 
-    def _maintain(self, *, idle: bool) -> None:
-        """Steps of the maintenance tasks: while idle, until they are done, a batch waits or
-        ``MAINTENANCE_IDLE_S`` is spent; under load, one step each every
-        ``MAINTENANCE_BUSY_EVERY_S``. Never while the store is failing."""
+    def _maintain(self, *, idle: bool) -> bool:
+        """Steps of the maintenance tasks: while the writer is idle, until they are done, a
+        batch waits or ``MAINTENANCE_IDLE_S`` is spent; under load, one step each every
+        ``MAINTENANCE_BUSY_EVERY_S``. Never while the store is failing. Return whether work
+        is left that the idle writer leaves room for (the merger then comes back soon)."""
         now = time.monotonic()
         if not self._maintenance or not self.store_healthy or now < self._store_down_until:
-            return
+            return False
         if not idle and now - self._last_maintenance < MAINTENANCE_BUSY_EVERY_S:
-            return
+            return False
         self._last_maintenance = now
         deadline = now + MAINTENANCE_IDLE_S
+        left = False
         for step in self._maintenance:
             while True:
                 try:
@@ -329,7 +332,9 @@ class Pipeline:
                 if not (more and idle and not len(self._buffer) and not self._stop.is_set()):
                     break
                 if time.monotonic() >= deadline:
+                    left = True
                     break
+        return left
 
     def _merge_rollups(self) -> None:
         """Fold stored readings into the rollups, after their senders were confirmed.

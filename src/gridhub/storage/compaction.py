@@ -21,10 +21,13 @@ each day and how many rows it held; a day whose count has changed since (a late 
 reading appended after compaction) is rewritten again, and days before the first one compacted
 (a history imported later) are picked up too.
 
-Who. The pipeline's writer thread — the only writer of ``measurements`` — calls
-:meth:`Compactor.step` between batches (``Pipeline.add_maintenance``): one slice per call,
-several when it is idle. ``benchmarks/generate.py`` calls :meth:`Compactor.run` at its end, so
-the query benchmark sees what a hub that had ingested that year would have left.
+Who. The pipeline's merger thread calls :meth:`Compactor.step` (``Pipeline.add_maintenance``):
+one slice per call, several when the writer is idle. It runs beside the writer, which only ever
+appends to ``measurements``: DuckDB's snapshot isolation keeps them apart — a slice copies and
+deletes the rows its snapshot sees, so a late reading the writer appends meanwhile stays, once,
+and the day's changed count has it rewritten at the next recount. ``benchmarks/generate.py``
+calls :meth:`Compactor.run` at its end, so the query benchmark sees what a hub that had
+ingested that year would have left.
 
 The rows keep their values, so nothing else changes: the rollups, the latest state and the
 dedupe marks of :mod:`~gridhub.storage.high_water` (each series' newest reading) stay as they
@@ -210,7 +213,7 @@ class Compactor:
         )
         yield
         if not per_device:  # nothing to rewrite: only remember the day
-            with self._db.write_lock:
+            with self._db.maintenance_lock:
                 self._db.write(
                     [
                         (
@@ -262,7 +265,7 @@ class Compactor:
         if last is not None:
             where += " AND device <= $last"
             params["last"] = last
-        with self._db.write_lock:
+        with self._db.maintenance_lock:
             cur = self._db.cursor()
             try:
                 cur.execute("BEGIN")

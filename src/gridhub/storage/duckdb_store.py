@@ -126,10 +126,10 @@ class DuckDBDatabase:
         self._con.execute("SET TimeZone = 'UTC'")
         migrate(self._con)
         self._local = threading.local()
-        # one batch write at a time, and one rollup merge at a time; a merge runs beside the
-        # writes (its own transaction: DuckDB's snapshot isolation keeps them apart)
+        # one batch write at a time, and one maintenance transaction (rollup merge, compaction
+        # slice) at a time, beside the writes: DuckDB's snapshot isolation keeps them apart
         self.write_lock = threading.Lock()
-        self.merge_lock = threading.Lock()
+        self.maintenance_lock = threading.Lock()
         # DuckDB refuses (ResourceInUse) a call on the root connection while another runs —
         # making cursors from several threads at once — and closing it while a cursor's query
         # runs: background readers are tracked, and closing interrupts and waits for them
@@ -335,7 +335,7 @@ class DuckDBStore:
         on the fly, so answers are exact either way; after a crash the merge simply happens on
         the next call.
         """
-        with self._db.merge_lock:
+        with self._db.maintenance_lock:
             cur = self._db.cursor()
             try:
                 cur.execute("BEGIN")
