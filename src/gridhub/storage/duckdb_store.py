@@ -42,6 +42,7 @@ from gridhub.domain.validation import from_us
 from gridhub.errors import ConfigError, StoreRejected, StoreUnavailable
 from gridhub.storage.base import (
     AlertQuery,
+    MeasurementColumns,
     Point,
     SeriesQuery,
     StateValue,
@@ -55,6 +56,7 @@ from gridhub.storage.high_water import HighWater, SeriesKey
 from gridhub.storage.schema import migrate
 
 _TS = pa.timestamp("us", tz="UTC")
+SMALL_BATCH = 16  # readings; a batch this small of new readings is inserted as VALUES
 _STAGING_SCHEMA = pa.schema(
     [
         ("tenant", pa.string()),
@@ -266,6 +268,10 @@ class DuckDBStore:
         if not len(cols):
             return 0, 0, {}
         zones = batch.zones
+        newest = self.high_water.newest_if_all_new(cols)
+        if newest is not None and len(cols) <= SMALL_BATCH:
+            self._insert_small(cur, cols, zones)
+            return len(cols), 0, newest
         staging = pa.Table.from_arrays(
             [
                 pa.array(cols.tenant, pa.string()),
@@ -279,7 +285,6 @@ class DuckDBStore:
             ],
             schema=_STAGING_SCHEMA,
         )
-        newest = self.high_water.newest_if_all_new(cols)
         cur.register("staging", staging)
         try:
             if newest is not None:  # every reading newer than its series' newest: no join
@@ -323,6 +328,31 @@ class DuckDBStore:
         finally:
             cur.unregister("staging")
         return stored, len(cols) - stored, newest
+
+    @staticmethod
+    def _insert_small(
+        cur: duckdb.DuckDBPyConnection, cols: MeasurementColumns, zones: dict[str, str]
+    ) -> None:
+        """New readings of a small batch (a live meter's message) as ``VALUES``: 0.4 ms a
+        statement where staging them as Arrow costs 1.0 ms (measured, one reading)."""
+        rows = list(
+            zip(cols.tenant, cols.device, cols.identifier, cols.ts, cols.value, strict=True)
+        )
+        ts = "make_timestamptz(?::BIGINT)"
+        cur.execute(
+            "INSERT INTO measurements VALUES " + ", ".join([f"(?, ?, ?, {ts}, ?)"] * len(rows)),
+            [v for row in rows for v in row],
+        )
+        cur.execute(
+            "INSERT INTO rollup_pending"
+            " (tenant, device, identifier, ts, value, zone, update_state, received) VALUES "
+            + ", ".join([f"(?, ?, ?, {ts}, ?, ?, ?, now())"] * len(rows)),
+            [
+                v
+                for row, update in zip(rows, cols.update_state, strict=True)
+                for v in (*row, zones[row[0]], update)
+            ],
+        )
 
     def merge_rollups(self) -> int:
         """Merge the readings stored since the last call into the rollups; return how many.
