@@ -169,27 +169,35 @@ NOTES = """
 
 - Every figure above carries the command that produced it. Figures merged from a separate run
   (the query data set and the peers take hours at full size) say so in their command, with the
-  scale they ran at.
-- Targets are issue #3's. Where one is missed, the profile (py-spy on the hub process, and
-  per-statement timing of `DuckDBStore.write`, 2026-11-22) says why:
-  - **MQTT**: a bare paho subscriber that only counts, fed by the same Python publisher through
-    the same broker, is itself the ceiling on this 2-core machine (`bare_pipe_msgs_per_s`);
-    gridhub with its store switched off reached the same rate. The MQTT client stack in Python
-    (paho decoding MQTT 5 properties per message, one callback and one PUBACK per message) is
-    the first limit; a C-based client or several subscriber processes sharing the subscription
-    would lift it.
-  - **Store writes**: a write of one reading costs ~10–12 ms in about eight statements
-    (timed one by one on 2026-11-22 with 2 M rows stored: anti-join 2.5 ms, latest-state upsert
-    3 ms, commit 1 ms, each insert ~1 ms); the three rollup `MERGE`s (~5 ms each) run after the
-    senders are confirmed, every 5 s or 50,000 readings. Larger batches amortise this
-    (`store_append_rows_per_s` is the bulk rate). Since the linger for a fuller batch applies
-    only when 64+ submissions wait, a sparse stream is written at once: the nominal-load p50 fell
-    from 60 to 30 ms in a back-to-back comparison of the same script on the loaded machine.
-  - **GIL**: py-spy `--gil` on the hub under single-reading MQTT load: the GIL is held 77 % of
-    the time, 86 % of that by paho's network thread (MQTT 5 packet and property decoding; our
-    callback is 20 % of it), 13 % by the writer.
-  - **HTTP batch**: Python validation of each message (~3-5 µs) plus the same store write; the
-    request handler and the writer share one interpreter.
+  scale they ran at. The peers' query figures were measured at 35 M rows (1,000 meters), not at
+  350 M: compare them with the `query_35m_*` figures, not the 350 M ones.
+- The machine under the same name changes between sessions: this run's (AMD EPYC, quiet, load
+  0.4 at start) measured the bare MQTT pipe at 22,300 msg/s where an earlier, loaded Intel Xeon
+  box measured 5,100. Only figures of one run compare side by side.
+- Targets are issue #3's. Where one is missed, the profile says why (py-spy on the hub process;
+  per-statement timing of `DuckDBStore.write`, 2026-11-22):
+  - **MQTT** (10,900 msg/s one reading per message, 49 % of the bare pipe; target 15,000 and
+    60 %): py-spy `--gil` on the hub under this load: paho's network thread holds the GIL in
+    56 % of the samples — MQTT 5 packet and property decoding, and inside it our callback and
+    the message's validation — the writer 20 %. The bare pipe is one paho subscriber that only
+    counts: 15,000 msg/s through one Python MQTT client needs a client that decodes less per
+    message than paho does, or several ingest processes sharing the subscription (`$share/…`)
+    and handing validated batches to the one store writer.
+  - **Store writes** are no longer the limit: a live reading's write is 3.0 ms (BEGIN 0.3 ms,
+    two `VALUES` inserts ~0.6–1.0 ms each, COMMIT 0.6 ms; was 9–12 ms with the dedupe anti-join
+    and the latest-state upsert, which now are skipped for readings newer than their series'
+    newest and folded into the rollup merge). The rollup merges (2.5 µs a reading) and
+    compaction run on their own thread beside the writer. `store_append_rows_per_s` is 707,000.
+  - **HTTP batch** (172,000 measurements/s, target 200,000): the hub is CPU-bound across both
+    cores with the load generator (4 Python client threads) on the same machine; py-spy: the
+    writer spends a third of its time in COMMIT (the WAL of 10,000-reading batches), the merger
+    the second core's share, request parsing and validation (~0.5 µs a reading) the rest.
+  - **Latency at 70 % of the maximum** (7,600 msg/s; p50 50 ms, p99 260 ms; targets 25 / 150):
+    at that rate the paho thread holds the GIL most of the time (above), so the probe's message
+    and its HTTP query wait for it; batches grow (the writer lingers 20 ms once 64 submissions
+    wait). At the nominal load (11 msg/s) the probe sees 10.2 ms p50 (target 10) and 29.6 ms
+    p99 (target 50): the write is 3 ms, the rest is the MQTT hop, the hand-offs between threads
+    and the probe's own polling of `GET …/state` (~2 ms a request).
 """
 
 
