@@ -32,6 +32,7 @@ from gridhub.ingest.embedded_broker import (
     _find_mosquitto,
 )
 from gridhub.ingest.mqtt_source import parse_mqtt_url
+from gridhub.outbound.mqtt_publisher import Outgoing
 from helpers import make_settings, require, seed_tenant, wait_for
 
 pytestmark = pytest.mark.integration
@@ -170,10 +171,12 @@ def test_device_publishes_only_as_itself_and_cannot_read_others(
             wait_for(lambda: stored(hub, "meter-b") == [2.0], what="meter-b's reading")
         finally:
             b.close()
-        hub_client = hub.mqtt._client  # the hub's own user may write commands
-        for device in ("meter-b", "meter-a"):  # meter-a's last: once it arrives, all were sent
-            info = hub_client.publish(f"gridhub/{TENANT}/{device}/commands", b"{}", qos=1)
-            info.wait_for_publish(10)
+        assert hub.publisher is not None  # the hub's own (outbound) user may write commands
+        sent = hub.publisher.publish(  # meter-a's last: once it arrives, all were sent
+            [Outgoing(f"gridhub/{TENANT}/{d}/commands", b"{}") for d in ("meter-b", "meter-a")],
+            10,
+        )
+        assert sent == [True, True]
         wait_for(lambda: f"gridhub/{TENANT}/meter-a/commands" in received, what="own command")
         assert received == [f"gridhub/{TENANT}/meter-a/commands"]
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from gridhub.cli.server import ApiServer
 from gridhub.errors import StoreUnavailable
 from gridhub.hub import Hub, build_hub
-from gridhub.ingest.mqtt_source import parse_mqtt_url
+from gridhub.ingest.mqtt_source import MqttSource, parse_mqtt_url
 from helpers import Api, make_settings, port_open, seed_tenant, wait_for
 
 pytestmark = pytest.mark.integration
@@ -184,3 +185,43 @@ def test_unconfirmed_message_is_redelivered_after_restart(
             second.stop()
     finally:
         publisher.close()
+
+
+def test_keepalive_pings_hold_an_idle_connection(mosquitto_url: str, tmp_path: Path) -> None:
+    """With a 1 s keepalive the broker drops a client silent for 1.5 s; PINGREQs keep this one
+    connected for 4 s, on the same connection, and it still takes messages afterwards."""
+    hub = build_hub(make_settings(tmp_path, mqtt_url=mosquitto_url))
+    hub.start(mqtt=False)
+    seed_tenant(hub)
+    source = MqttSource(
+        hub.pipeline, mosquitto_url, client_id=f"ka-{uuid.uuid4().hex[:8]}", keepalive_s=1
+    )
+    source.start()
+    publisher = Publisher(mosquitto_url)
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert source.connected.is_set()
+            time.sleep(0.1)
+        assert source._generation == 1  # never reconnected
+        publisher.publish("gridhub/linear/hh001-meter/events", quarter("hh001-meter", 3, 7.5))
+        wait_for(lambda: hub.pipeline.metrics.stored_readings >= 1, what="the reading")
+    finally:
+        publisher.close()
+        source.stop()
+        hub.stop()
+
+
+def test_unreachable_broker_fails_start_with_the_reason(tmp_path: Path) -> None:
+    hub = build_hub(make_settings(tmp_path))
+    hub.start(mqtt=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here
+    source = MqttSource(hub.pipeline, f"mqtt://127.0.0.1:{port}", client_id="nobody")
+    try:
+        with pytest.raises(ConnectionError, match=r"not reachable within 1 s: .*refused"):
+            source.start(timeout=1)
+        assert not source.connected.is_set()
+    finally:
+        hub.stop()

@@ -16,14 +16,41 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
-from gridhub.ingest.mqtt_source import parse_mqtt_url, run_until_connected, set_up_client
+from gridhub.ingest.mqtt_source import parse_mqtt_url
 
 __all__ = ["MqttPublisher", "Outgoing", "Publisher"]
 
 log = logging.getLogger(__name__)
+
+
+def set_up_client(
+    client: mqtt.Client,
+    url: str,
+    username: str | None,
+    password: str | None,
+    ca_file: str | None,
+) -> None:
+    """Log in when given a user, TLS for ``mqtts://`` (``ca_file``, else the system's CAs),
+    reconnect backoff."""
+    if username is not None:
+        client.username_pw_set(username, password)
+    if urlparse(url).scheme == "mqtts":
+        client.tls_set(ca_certs=ca_file)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+
+
+def run_until_connected(
+    client: mqtt.Client, connected: threading.Event, url: str, timeout: float
+) -> None:
+    """Start paho's network thread; raise if the broker does not accept us in ``timeout``."""
+    client.loop_start()
+    if not connected.wait(timeout):
+        client.loop_stop()
+        raise ConnectionError(f"MQTT broker {url} not reachable within {timeout:g} s")
 
 
 @dataclass(frozen=True, slots=True)
