@@ -21,7 +21,9 @@ import pytest
 
 from gridhub.cli.server import ApiServer
 from gridhub.domain.registry import Device, Tenant
+from gridhub.domain.validation import to_us
 from gridhub.hub import Hub, build_hub
+from gridhub.ingest.validate import Envelope
 from gridhub.sim.incidents import fault, luminaire
 from gridhub.sim.transport import HttpPublisher, MqttPublisher
 from helpers import make_settings, wait_for
@@ -205,3 +207,32 @@ def test_fused_luminaire_over_http_found_after_a_restart(tmp_path: Path) -> None
         assert _alerts(client, "grid.luminaire.repaired") == []
     finally:
         _stop(hub, server, client)
+
+
+def test_monitors_learn_a_tenant_without_a_grid_at_its_first_message(tmp_path: Path) -> None:
+    """A tenant with no topology has nothing to watch: the monitors learn that from its first
+    readings, instead of sifting every later message's readings for sensor values."""
+    hub = build_hub(make_settings(tmp_path / "hub"))
+    hub.start(mqtt=False)
+    try:
+        hub.registry.create_tenant(Tenant("plain", "No grid", "Europe/Brussels"))
+        hub.registry.register_devices([Device("plain", "m1", "smart-meter")])
+        raw = json.dumps(
+            {
+                "hardwareId": "m1",
+                "type": "DeviceMeasurements",
+                "request": {
+                    "measurements": {"electricity.voltage.rms.l1": 230.0},
+                    "eventDate": "2026-11-20T10:00:00Z",
+                },
+            }
+        ).encode()
+        hub.pipeline.submit_and_wait([Envelope("http", raw, "plain", to_us(datetime.now(UTC)))])
+        for monitor in hub.grid_monitors:
+            wait_for(
+                lambda m=monitor: m._watched.get("plain") == frozenset(),  # type: ignore[misc]
+                timeout=10,
+                what=f"{monitor.name} to look at the tenant",
+            )
+    finally:
+        hub.stop()

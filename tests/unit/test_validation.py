@@ -97,3 +97,26 @@ def test_dst_days_in_brussels() -> None:
     assert expected_readings(date(2026, 10, 25), zone, 1) == 90_000
     start, end = day_bounds(date(2026, 3, 29), zone)
     assert start.utcoffset() != end.utcoffset()
+
+
+F = "electricity.frequency"
+
+
+@pytest.mark.parametrize(
+    ("measurements", "reason"),
+    [  # all floats: what the quick check (set of types, finite sum) must still refuse
+        ({P: 1.5, F: float("nan")}, RejectReason.NON_FINITE_VALUE),
+        ({P: float("-inf"), F: 50.0}, RejectReason.NON_FINITE_VALUE),
+        ({P: float("inf"), F: float("-inf")}, RejectReason.NON_FINITE_VALUE),
+        ({P: 1.5, "electricity.power.bogus": 2.5}, RejectReason.UNKNOWN_IDENTIFIER),
+    ],
+)
+def test_all_float_messages_refused_like_any_other(
+    measurements: dict[str, object], reason: RejectReason
+) -> None:
+    assert reason_of(measurements) is reason
+
+
+def test_finite_floats_whose_sum_overflows_are_accepted() -> None:
+    readings = measurement_readings(msg({P: 1.5e308, F: 1.5e308}), IdentifierRegistry(), NOW)
+    assert [value for _i, _ts, value in readings] == [1.5e308, 1.5e308]

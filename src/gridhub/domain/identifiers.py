@@ -9,6 +9,7 @@ each with its unit; those live next to the built-ins in an :class:`IdentifierReg
 from __future__ import annotations
 
 import re
+from collections.abc import KeysView
 from dataclasses import dataclass
 
 from gridhub.errors import Conflict, InvalidRequest
@@ -115,6 +116,12 @@ class IdentifierRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in BUILTIN_IDENTIFIERS or name in self._custom
+
+    def knows_all(self, names: KeysView[str]) -> bool:
+        """Whether every name is accepted (one set comparison for Table 2's names)."""
+        if BUILTIN_IDENTIFIERS.keys() >= names:
+            return True
+        return all(name in BUILTIN_IDENTIFIERS or name in self._custom for name in names)
 
     def add(self, identifier: Identifier) -> None:
         existing = self._custom.get(identifier.name)

@@ -131,6 +131,7 @@ class TenantMonitor(ABC, Generic[S, I]):
         #: a tenant not in it has not been looked at yet
         self._watched: dict[str, frozenset[str]] = {}
         self._registered: set[tuple[str, str]] = set()
+        self._asked: set[str] = set()  # tenants the writer asked the monitor to look at
         self._thread: threading.Thread | None = None
         self.events_written = 0
 
@@ -199,7 +200,14 @@ class TenantMonitor(ABC, Generic[S, I]):
             tenant = item.tenant
             if tenant is None or item.device is None:
                 continue
-            picked = self.pick(item, self._watched.get(tenant))
+            watched = self._watched.get(tenant)
+            if watched is None and tenant not in self._asked:
+                # not looked at yet: have the monitor's thread look now, even if nothing is
+                # picked (else a tenant without a topology would be scanned message by message
+                # for good, its watched set never known)
+                self._asked.add(tenant)
+                self._queue.put((tenant, []))
+            picked = self.pick(item, watched)
             if picked:
                 found.setdefault(tenant, []).extend(picked)
         for tenant, inputs in found.items():
@@ -218,6 +226,8 @@ class TenantMonitor(ABC, Generic[S, I]):
                 return
             tenant, inputs = item
             try:
+                if tenant and not inputs and tenant not in self._watched:
+                    self._state(tenant)  # first sight of the tenant: learn what it watches
                 if inputs:
                     state = self._state(tenant)
                     watched = self._watched.get(tenant, frozenset())

@@ -46,11 +46,14 @@ class MeasurementColumns:
     ) -> None:
         """One device's readings at once (list operations instead of a call per reading)."""
         n = len(readings)
+        if not n:
+            return
+        identifiers, ts, values = zip(*readings, strict=True)
         self.tenant.extend([tenant] * n)
         self.device.extend([device] * n)
-        self.identifier.extend([r[0] for r in readings])
-        self.ts.extend([r[1] for r in readings])
-        self.value.extend([r[2] for r in readings])
+        self.identifier.extend(identifiers)
+        self.ts.extend(ts)
+        self.value.extend(values)
         self.update_state.extend([update] * n)
 
     def __len__(self) -> int:

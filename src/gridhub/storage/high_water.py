@@ -79,13 +79,14 @@ class HighWater:
         else ``None``."""
         if not self._ready:
             return None
-        marks = self._marks
+        marks_get = self._marks.get
         newest: dict[SeriesKey, int] = {}
-        for key in zip(cols.tenant, cols.device, cols.identifier, cols.ts, strict=True):
-            series, ts = key[:3], key[3]
-            floor = newest.get(series)
+        newest_get = newest.get
+        series_keys = zip(cols.tenant, cols.device, cols.identifier, strict=True)
+        for series, ts in zip(series_keys, cols.ts, strict=True):
+            floor = newest_get(series)
             if floor is None:
-                floor = marks.get(series)
+                floor = marks_get(series)
             if floor is not None and ts <= floor:
                 return None
             newest[series] = ts
