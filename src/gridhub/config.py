@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         20.0, ge=0, description="longest wait to fill a batch, when 64+ submissions are waiting"
     )
     confirm_timeout_s: float = Field(30.0, gt=0, description="HTTP wait for durability")
+    duckdb_checkpoint_mb: int = Field(
+        128,
+        ge=1,
+        le=65_536,
+        description="WAL size at which DuckDB folds it into the file (DuckDB's own default 16)",
+    )
     compact_after_days: int = Field(
         2,
         ge=0,

@@ -198,7 +198,7 @@ class Hub:
 
 
 def build_hub(settings: Settings) -> Hub:
-    db = DuckDBDatabase(settings.db_path)
+    db = DuckDBDatabase(settings.db_path, checkpoint_mb=settings.duckdb_checkpoint_mb)
     store = DuckDBStore(db)
     catalog = DuckDBCatalog(db)
     registry = Registry(catalog)

@@ -26,6 +26,7 @@ from gridhub.storage.base import (
 )
 from gridhub.storage.duckdb_store import DuckDBDatabase, DuckDBStore
 from gridhub.storage.high_water import HighWater
+from gridhub.storage.latest_state import LatestState
 
 BRUSSELS = "Europe/Brussels"
 P = "electricity.power.active.consumed.total"
@@ -64,14 +65,17 @@ class _MergingStore:
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each backend with rollups merged later or at once, and (DuckDB) dedupe by the newest
-    stored reading per series when it can, or always by the anti-join."""
+    stored reading per series when it can and the latest state from memory, or always by the
+    anti-join and the state from the ``current_state`` view."""
     backend, mode, dedupe = request.param
     s = BACKENDS[backend](tmp_path)
     if isinstance(s, DuckDBStore):
         if dedupe == "marks":
             assert s.high_water.wait_ready(10)
+            assert s.latest_state.wait_ready(10)
         else:
             s.high_water = HighWater()  # never loaded: every batch takes the anti-join
+            s.latest_state = LatestState()  # never loaded: state read from current_state
     yield s if mode == "deferred" else _MergingStore(s)  # type: ignore[misc]
     s.close()
 
@@ -120,6 +124,26 @@ def test_duplicates_dropped_within_and_across_batches(store: Store) -> None:
     assert (again.stored, again.duplicates) == (0, 1)
     day = q(store, utc(2026, 11, 19), utc(2026, 11, 21), Resolution.DAY, Function.COUNT)
     assert sum(v for _, v in day) == 2  # the rollups did not count the duplicates either
+
+
+def test_a_batch_of_new_readings_with_resent_ones_among_them_stores_each_once(
+    store: Store,
+) -> None:
+    """Live readings, a resend of a stored one, and a new reading repeated later in the same
+    batch (DuckDB: the first known new, the repeat and the resend left to the join)."""
+    t0 = utc(2026, 11, 20, 0)
+    stored = [("t1", f"d{i}", P, t0, float(i)) for i in range(20)]
+    assert store.write(batch_of(stored)).stored == 20
+    live = [("t1", f"d{i}", P, t0 + timedelta(minutes=15), 100.0 + i) for i in range(20)]
+    mixed = [*live[:10], stored[3], live[4], *live[10:], ("t1", "d3", P, t0, 999.0)]
+    result = store.write(batch_of(mixed, update=True))
+    assert (result.stored, result.duplicates) == (20, 3)
+    d3 = q(store, t0, t0 + timedelta(hours=1), Resolution.RAW, Function.AVG, device="d3")
+    assert [v for _, v in d3] == [3.0, 103.0]  # the stored value, not the resent 999
+    d4 = q(store, t0, t0 + timedelta(hours=1), Resolution.RAW, Function.AVG, device="d4")
+    assert [v for _, v in d4] == [4.0, 104.0]  # the repeat stored once
+    hours = q(store, t0, t0 + timedelta(hours=1), Resolution.HOUR, Function.COUNT, device="d4")
+    assert sum(v for _, v in hours) == 2  # nor counted twice by the rollups
 
 
 def test_rollups_match_raw_with_late_data(store: Store) -> None:
@@ -388,3 +412,65 @@ def test_a_merge_beside_the_writes_loses_and_doubles_nothing(tmp_path: Path) -> 
         assert [s.ts for s in store.latest("t1", "d0")] == [newest]
     finally:
         store.close()
+
+
+def test_the_state_in_memory_is_the_state_in_duckdb(tmp_path: Path) -> None:
+    """Random batches (out of order, resent, some without updateState), merged or not, before
+    and after a reopen: :class:`LatestState` answers what the ``current_state`` view holds."""
+    rng = random.Random(11)
+    t0 = utc(2026, 11, 20)
+    path = tmp_path / "state.duckdb"
+    store = DuckDBStore(DuckDBDatabase(path))
+    assert store.latest_state.wait_ready(10) and store.high_water.wait_ready(10)
+    devices = [f"d{i}" for i in range(6)]
+    idents = [P, "electricity.frequency"]
+
+    def from_view(device: str) -> list[tuple[str, datetime, float, datetime]]:
+        rows = store._db.read(
+            "SELECT identifier, ts, value, received FROM current_state"
+            " WHERE tenant = 't1' AND device = ? ORDER BY identifier",
+            [device],
+        )
+        return [(i, ts, v, r) for i, ts, v, r in rows]
+
+    def check() -> None:
+        for device in devices:
+            got = [(s.identifier, s.ts, s.value, s.received) for s in store.latest("t1", device)]
+            assert got == from_view(device), device
+
+    try:
+        for round_ in range(12):
+            rows = [
+                (
+                    "t1",
+                    rng.choice(devices),
+                    rng.choice(idents),
+                    t0 + timedelta(minutes=15 * rng.randrange(40)),
+                    float(round_ * 100 + k),
+                )
+                for k in range(rng.choice((1, 5, 40)))
+            ]
+            store.write(batch_of(rows, update=rng.random() < 0.7))
+            if rng.random() < 0.3:
+                store.merge_rollups()
+            check()
+        store.close()
+        store = DuckDBStore(DuckDBDatabase(path))
+        assert store.latest_state.wait_ready(10)
+        check()
+    finally:
+        store.close()
+
+
+def test_an_older_reading_sent_with_update_state_still_sets_a_state_never_set(
+    store: Store,
+) -> None:
+    """A series whose newer readings came without updateState: a late one with it is stored
+    (after the dedupe join, not known new) and becomes the state."""
+    t0 = utc(2026, 11, 20)
+    store.write(batch_of([("t1", "d1", P, t0 + timedelta(hours=5), 1.0)]))
+    late = [("t1", "d1", P, t0 + timedelta(minutes=15 * i), 10.0 + i) for i in range(20)]
+    assert store.write(batch_of(late, update=True)).stored == 20
+    assert [(s.ts, s.value) for s in store.latest("t1", "d1")] == [
+        (t0 + timedelta(minutes=15 * 19), 29.0)
+    ]

@@ -24,24 +24,40 @@ def loaded(rows: list[tuple[str, str, str, int]]) -> HighWater:
     return marks
 
 
+def flags(marks: HighWater, *rows: tuple[str, str, str, int]) -> list[bool]:
+    known, got, _newest = marks.sift(cols(*rows))
+    assert known == sum(got)
+    return got
+
+
 def test_nothing_is_known_new_before_the_scan() -> None:
-    assert HighWater().newest_if_all_new(cols(("t", "d", "p", 1))) is None
+    assert flags(HighWater(), ("t", "d", "p", 1)) == [False]
 
 
 def test_newer_than_the_stored_newest_is_new_and_older_or_equal_is_not() -> None:
     marks = loaded([("t", "d", "p", 100)])
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 101))) == {("t", "d", "p"): 101}
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 100))) is None
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 101), ("t", "d", "p", 50))) is None
+    assert marks.sift(cols(("t", "d", "p", 101))) == (1, [True], {("t", "d", "p"): 101})
+    assert flags(marks, ("t", "d", "p", 100)) == [False]
+    assert flags(marks, ("t", "d", "p", 101), ("t", "d", "p", 50)) == [True, False]
     # an unknown series has nothing stored: new; another tenant's series is another series
-    assert marks.newest_if_all_new(cols(("u", "d", "p", 5))) == {("u", "d", "p"): 5}
+    assert marks.sift(cols(("u", "d", "p", 5))) == (1, [True], {("u", "d", "p"): 5})
 
 
-def test_a_batch_repeating_or_reordering_a_series_takes_the_join() -> None:
+def test_a_batch_repeating_or_reordering_a_series_sends_the_later_reading_to_the_join() -> None:
     marks = loaded([])
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 5), ("t", "d", "p", 5))) is None
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 6), ("t", "d", "p", 5))) is None
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 5), ("t", "d", "p", 6))) is not None
+    assert flags(marks, ("t", "d", "p", 5), ("t", "d", "p", 5)) == [True, False]
+    assert flags(marks, ("t", "d", "p", 6), ("t", "d", "p", 5)) == [True, False]
+    assert flags(marks, ("t", "d", "p", 5), ("t", "d", "p", 6)) == [True, True]
+
+
+def test_an_old_reading_does_not_lower_the_floor_of_its_series() -> None:
+    """After a resent reading (not new), the next one is new only if above the stored mark."""
+    marks = loaded([("t", "d", "p", 100)])
+    known, got, newest = marks.sift(
+        cols(("t", "d", "p", 50), ("t", "d", "p", 80), ("t", "d", "p", 101), ("t", "e", "p", 1))
+    )
+    assert (known, got) == (2, [False, False, True, True])
+    assert newest == {("t", "d", "p"): 101, ("t", "e", "p"): 1}
 
 
 def test_marks_recorded_during_the_scan_are_kept_when_higher() -> None:
@@ -57,12 +73,11 @@ def test_marks_recorded_during_the_scan_are_kept_when_higher() -> None:
     marks.load_in_background(scan)
     assert scanning.wait(5)
     marks.record({("t", "a", "p"): 20, ("t", "b", "p"): 25})
-    assert marks.newest_if_all_new(cols(("t", "a", "p", 99))) is None  # not ready yet
+    assert flags(marks, ("t", "a", "p", 99)) == [False]  # not ready yet
     release.set()
     assert marks.wait_ready(5)
-    assert marks.newest_if_all_new(cols(("t", "a", "p", 20))) is None
-    assert marks.newest_if_all_new(cols(("t", "b", "p", 30))) is None
-    assert marks.newest_if_all_new(cols(("t", "a", "p", 21), ("t", "b", "p", 31))) is not None
+    assert flags(marks, ("t", "a", "p", 20), ("t", "b", "p", 30)) == [False, False]
+    assert flags(marks, ("t", "a", "p", 21), ("t", "b", "p", 31)) == [True, True]
 
 
 def test_a_failed_scan_leaves_every_batch_to_the_join() -> None:
@@ -72,7 +87,7 @@ def test_a_failed_scan_leaves_every_batch_to_the_join() -> None:
     marks = HighWater()
     marks.load_in_background(scan)
     assert not marks.wait_ready(0.5)
-    assert marks.newest_if_all_new(cols(("t", "d", "p", 1))) is None
+    assert flags(marks, ("t", "d", "p", 1)) == [False]
 
 
 def test_newest_takes_the_maximum_in_any_order() -> None:
@@ -96,7 +111,9 @@ def test_closing_the_store_during_the_scan_interrupts_it(tmp_path: Path) -> None
     store = DuckDBStore(db)
     try:
         assert store.high_water.wait_ready(30)
-        assert store.high_water.newest_if_all_new(cols(("t", "d1", "p", 1))) is None  # stored
-        assert store.high_water.newest_if_all_new(cols(("t", "d1", "p", 2**62))) is not None
+        assert flags(store.high_water, ("t", "d1", "p", 1), ("t", "d1", "p", 2**62)) == [
+            False,  # stored
+            True,
+        ]
     finally:
         db.close()

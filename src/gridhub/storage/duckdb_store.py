@@ -28,6 +28,7 @@ compacted day stays cheap too.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ from gridhub.storage.base import (
 )
 from gridhub.storage.bulk import executemany
 from gridhub.storage.high_water import HighWater, SeriesKey
+from gridhub.storage.latest_state import LatestState
 from gridhub.storage.schema import migrate
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -67,6 +69,7 @@ _STAGING_SCHEMA = pa.schema(
         ("update_state", pa.bool_()),
         ("seq", pa.int64()),
         ("zone", pa.string()),
+        ("known_new", pa.bool_()),  # HighWater.sift: cannot be a duplicate, skips the join
     ]
 )
 # bucket of a pending reading: quarter-hours in UTC (every zone's offset is a multiple of 15 min),
@@ -111,10 +114,19 @@ _TRANSIENT = (
 )
 
 
+# DuckDB folds its WAL into the database file (a checkpoint) once the WAL passes this size. At
+# DuckDB's default of 16 MiB a hub under load checkpoints every few seconds, inside the commit
+# of whichever batch crossed the line, and rewrites the partly filled last row group each time:
+# 10,000-reading batches wrote 252,000 rows/s at 16 MiB, 311,000 at 64 and 320,000 at 128-1,024
+# (checkpoints included, 3 M rows, benchmarks' store figure). The price is a longer replay of
+# the WAL after a crash and up to this much more disk.
+CHECKPOINT_MB = 128
+
+
 class DuckDBDatabase:
     """The DuckDB file, migrated, with a cursor per calling thread."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, checkpoint_mb: int = CHECKPOINT_MB) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +138,7 @@ class DuckDBDatabase:
                 "directory? Talk to it over HTTP (--url) or stop it first."
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute(f"SET checkpoint_threshold = '{int(checkpoint_mb)}MiB'")
         migrate(self._con)
         self._local = threading.local()
         # one batch write at a time, and one maintenance transaction (rollup merge, compaction
@@ -222,6 +235,20 @@ def _warm_up_arrow() -> None:
     pa.Table.from_arrays([pa.array([0])], names=["warm_up"])
 
 
+_StateUpdate = tuple[str, str, str, int, float]  # tenant, device, identifier, ts µs, value
+
+
+def _state_updates(cols: MeasurementColumns, known_new: list[bool]) -> list[_StateUpdate]:
+    """The known-new readings of ``cols`` sent with ``updateState``."""
+    if not any(cols.update_state):
+        return []
+    return [
+        (cols.tenant[i], cols.device[i], cols.identifier[i], cols.ts[i], cols.value[i])
+        for i, (update, new) in enumerate(zip(cols.update_state, known_new, strict=True))
+        if update and new
+    ]
+
+
 class DuckDBStore:
     """:class:`~gridhub.storage.base.Store` on DuckDB."""
 
@@ -229,6 +256,8 @@ class DuckDBStore:
         self._db = db
         self.high_water = HighWater()
         self.high_water.load_in_background(self._newest_stored)
+        self.latest_state = LatestState()
+        self.latest_state.load_in_background(self._current_state)
         threading.Thread(target=_warm_up_arrow, name="gridhub-arrow-warm-up", daemon=True).start()
 
     def _newest_stored(self) -> list[tuple[str, str, str, int]]:
@@ -239,14 +268,23 @@ class DuckDBStore:
                 " FROM measurements GROUP BY ALL"
             ).fetchall()
 
+    def _current_state(self) -> list[tuple[str, str, str, int, float, int]]:
+        """Every series' latest state, for :class:`LatestState`: one read of the view."""
+        with self._db.background_cursor() as cur:
+            return cur.execute(
+                "SELECT tenant, device, identifier, epoch_us(ts), value, epoch_us(received)"
+                " FROM current_state"
+            ).fetchall()
+
     # -- writes ---------------------------------------------------------------------------------
 
     def write(self, batch: WriteBatch) -> WriteResult:
+        received = time.time_ns() // 1000  # the stored state's "received", in DuckDB and memory
         with self._db.write_lock:
             cur = self._db.cursor()
             try:
                 cur.execute("BEGIN")
-                stored, duplicates, newest = self._write_measurements(cur, batch)
+                stored, duplicates, newest, states = self._write_measurements(cur, batch, received)
                 alerts, acks, dead_letters = self._write_events(cur, batch)
                 cur.execute("COMMIT")
             except Exception as exc:  # whatever failed, never leave the transaction open
@@ -258,6 +296,8 @@ class DuckDBStore:
                     raise StoreUnavailable(f"DuckDB write failed: {exc}") from exc
                 raise StoreRejected(f"DuckDB refused the batch: {exc}") from exc
             self.high_water.record(newest)
+            if states:
+                self.latest_state.record(states, received)
         return WriteResult(
             stored=stored,
             duplicates=duplicates,
@@ -267,18 +307,19 @@ class DuckDBStore:
         )
 
     def _write_measurements(
-        self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch
-    ) -> tuple[int, int, dict[SeriesKey, int]]:
+        self, cur: duckdb.DuckDBPyConnection, batch: WriteBatch, received: int
+    ) -> tuple[int, int, dict[SeriesKey, int], list[_StateUpdate]]:
         """Append the batch's new readings to ``measurements`` and ``rollup_pending``; return
-        (stored, duplicates, newest timestamp per series) — the last for :class:`HighWater`."""
+        (stored, duplicates, newest timestamp per series, stored state-updating readings) —
+        the last two for :class:`HighWater` and :class:`LatestState`."""
         cols = batch.measurements
         if not len(cols):
-            return 0, 0, {}
+            return 0, 0, {}, []
         zones = batch.zones
-        newest = self.high_water.newest_if_all_new(cols)
-        if newest is not None and len(cols) <= SMALL_BATCH:
-            self._insert_small(cur, cols, zones)
-            return len(cols), 0, newest
+        known, flags, newest = self.high_water.sift(cols)
+        if known == len(cols) and known <= SMALL_BATCH:
+            self._insert_small(cur, cols, zones, received)
+            return known, 0, newest, _state_updates(cols, flags)
         staging = pa.Table.from_arrays(
             [
                 pa.array(cols.tenant, pa.string()),
@@ -289,37 +330,25 @@ class DuckDBStore:
                 pa.array(cols.update_state, pa.bool_()),
                 pa.array(range(len(cols)), pa.int64()),
                 pa.array([zones[t] for t in cols.tenant], pa.string()),
+                pa.array(flags, pa.bool_()),
             ],
             schema=_STAGING_SCHEMA,
         )
         cur.register("staging", staging)
         try:
-            if newest is not None:  # every reading newer than its series' newest: no join
-                source, stored = "staging", len(cols)
+            if known == len(cols):  # every reading newer than its series' newest: no join
+                source, stored = "staging", known
             else:
-                newest = HighWater.newest(cols)
-                lo, hi = from_us(min(cols.ts)), from_us(max(cols.ts))
-                # Constant time bounds (not a subquery) let DuckDB skip row groups by zone map;
-                # so do the device bounds, in compacted days (storage/compaction.py), whose row
-                # groups each span a whole day but few devices: a late reading scans 4 row
-                # groups of 350 M rows instead of 12.
-                cur.execute(
-                    """
-                    CREATE OR REPLACE TEMP TABLE fresh AS
-                    SELECT s.* FROM (
-                        -- of readings repeated within the batch, the first one sent is kept
-                        SELECT DISTINCT ON (tenant, device, identifier, ts) * FROM staging
-                        ORDER BY tenant, device, identifier, ts, seq
-                    ) s
-                    ANTI JOIN (
-                        SELECT tenant, device, identifier, ts FROM measurements
-                        WHERE ts BETWEEN $lo AND $hi AND device BETWEEN $first AND $last
-                    ) m USING (tenant, device, identifier, ts)
-                    """,
-                    {"lo": lo, "hi": hi, "first": min(cols.device), "last": max(cols.device)},
-                )
-                source = "fresh"
-                stored = cur.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
+                source = "(SELECT * FROM staging WHERE known_new UNION ALL SELECT * FROM fresh)"
+                stored = known + self._dedupe_join(cur, cols, flags)
+            states = _state_updates(cols, flags)
+            if stored > known and any(
+                update and not new for update, new in zip(cols.update_state, flags, strict=True)
+            ):
+                states += cur.execute(
+                    "SELECT tenant, device, identifier, epoch_us(ts), value FROM fresh"
+                    " WHERE update_state"
+                ).fetchall()
             if stored:
                 cur.execute(
                     "INSERT INTO measurements"
@@ -329,23 +358,65 @@ class DuckDBStore:
                 cur.execute(
                     "INSERT INTO rollup_pending"
                     " (tenant, device, identifier, ts, value, zone, update_state, received)"
-                    " SELECT tenant, device, identifier, ts, value, zone, update_state, now()"
-                    f" FROM {source}"
+                    " SELECT tenant, device, identifier, ts, value, zone, update_state,"
+                    f" make_timestamptz({received}::BIGINT) FROM {source}"
                 )
         finally:
             cur.unregister("staging")
-        return stored, len(cols) - stored, newest
+        return stored, len(cols) - stored, newest, states
+
+    @staticmethod
+    def _dedupe_join(
+        cur: duckdb.DuckDBPyConnection, cols: MeasurementColumns, flags: list[bool]
+    ) -> int:
+        """The readings of ``staging`` not known new that are neither stored already nor in
+        the batch before (a known-new one of the same key, or an earlier copy), into the temp
+        table ``fresh``; return how many."""
+        doubtful = [i for i, new in enumerate(flags) if not new]
+        ts = [cols.ts[i] for i in doubtful]
+        devices = [cols.device[i] for i in doubtful]
+        # Constant time bounds (not a subquery) let DuckDB skip row groups by zone map; so do
+        # the device bounds, in compacted days (storage/compaction.py), whose row groups each
+        # span a whole day but few devices: a late reading scans 4 row groups of 350 M rows
+        # instead of 12.
+        cur.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE fresh AS
+            SELECT s.* FROM (
+                -- of readings repeated within the batch, the first one sent is kept
+                SELECT DISTINCT ON (tenant, device, identifier, ts) * FROM staging
+                WHERE NOT known_new
+                ORDER BY tenant, device, identifier, ts, seq
+            ) s
+            ANTI JOIN (
+                SELECT tenant, device, identifier, ts FROM measurements
+                WHERE ts BETWEEN $lo AND $hi AND device BETWEEN $first AND $last
+                UNION ALL
+                SELECT tenant, device, identifier, ts FROM staging WHERE known_new
+            ) m USING (tenant, device, identifier, ts)
+            """,
+            {
+                "lo": from_us(min(ts)),
+                "hi": from_us(max(ts)),
+                "first": min(devices),
+                "last": max(devices),
+            },
+        )
+        return int(cur.execute("SELECT count(*) FROM fresh").fetchall()[0][0])
 
     @staticmethod
     def _insert_small(
-        cur: duckdb.DuckDBPyConnection, cols: MeasurementColumns, zones: dict[str, str]
+        cur: duckdb.DuckDBPyConnection,
+        cols: MeasurementColumns,
+        zones: dict[str, str],
+        received: int,
     ) -> None:
         """New readings of a small batch (a live meter's message) as ``VALUES``: 0.4 ms a
         statement where staging them as Arrow costs 1.0 ms (measured, one reading)."""
         rows = list(
             zip(cols.tenant, cols.device, cols.identifier, cols.ts, cols.value, strict=True)
         )
-        ts = "make_timestamptz(?::BIGINT)"
+        ts, at = "make_timestamptz(?::BIGINT)", f"make_timestamptz({int(received)}::BIGINT)"
         cur.execute(
             "INSERT INTO measurements VALUES " + ", ".join([f"(?, ?, ?, {ts}, ?)"] * len(rows)),
             [v for row in rows for v in row],
@@ -353,7 +424,7 @@ class DuckDBStore:
         cur.execute(
             "INSERT INTO rollup_pending"
             " (tenant, device, identifier, ts, value, zone, update_state, received) VALUES "
-            + ", ".join([f"(?, ?, ?, {ts}, ?, ?, ?, now())"] * len(rows)),
+            + ", ".join([f"(?, ?, ?, {ts}, ?, ?, ?, {at})"] * len(rows)),
             [
                 v
                 for row, update in zip(rows, cols.update_state, strict=True)
@@ -593,6 +664,9 @@ class DuckDBStore:
         return [Point(from_us(us), value) for us, value in rows]
 
     def latest(self, tenant: str, device: str) -> list[StateValue]:
+        known = self.latest_state.get(tenant, device)
+        if known is not None:
+            return [StateValue(i, from_us(ts), v, from_us(r)) for i, ts, v, r in known]
         rows = self._read(
             "SELECT identifier, epoch_us(ts), value, epoch_us(received) FROM current_state"
             " WHERE tenant = ? AND device = ? ORDER BY identifier",

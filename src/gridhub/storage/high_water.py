@@ -4,10 +4,11 @@ Deduplication (issue #3: a resent reading never makes a second row) normally cos
 of the batch against the stored readings of its time span: about 2.5 ms for a single live
 reading, a quarter of its whole write. But live meters send readings newer than anything they
 sent before, and a reading newer than the newest stored one of its series cannot be a duplicate.
-:class:`HighWater` keeps, per (tenant, device, identifier), the newest stored timestamp; a batch
-in which every reading is newer than that (and newer than the batch's own earlier readings of
-the series) is known to be new and is appended straight away. Anything else — a resend, a
-backfill, readings out of order — takes the anti-join as before.
+:class:`HighWater` keeps, per (tenant, device, identifier), the newest stored timestamp; a
+reading newer than that (and than the batch's own earlier readings of the series) is known to be
+new and is appended straight away. Only the rest — a resend, a backfill, readings out of order —
+takes the anti-join, and only they: a batch of live readings with one resent message among them
+joins that message's readings alone.
 
 The marks are an upper bound by construction: they start from one scan of the stored readings
 (in a background thread, so a large store opens at once; until the scan is done every batch
@@ -73,24 +74,34 @@ class HighWater:
 
         threading.Thread(target=run, name="gridhub-high-water", daemon=True).start()
 
-    def newest_if_all_new(self, cols: MeasurementColumns) -> dict[SeriesKey, int] | None:
-        """The newest timestamp per series of ``cols`` if every reading is known to be new
-        (newer than anything stored and than the batch's earlier readings of its series),
-        else ``None``."""
+    def sift(self, cols: MeasurementColumns) -> tuple[int, list[bool], dict[SeriesKey, int]]:
+        """Which readings of ``cols`` are known to be new: newer than the newest stored one of
+        their series and than the batch's earlier readings of it.
+
+        Returns how many are, a flag per reading, and per series of the batch the newest
+        timestamp known once the batch is stored (for :meth:`record`). Only the readings not
+        known new need the dedupe join, so a resent message among live ones (an MQTT
+        redelivery after a reconnect, say) costs a join of its own readings, not of the whole
+        batch. Before the scan is done nothing is known new."""
         if not self._ready:
-            return None
-        marks_get = self._marks.get
-        newest: dict[SeriesKey, int] = {}
-        newest_get = newest.get
+            return 0, [False] * len(cols), self.newest(cols)
+        floors: dict[SeriesKey, int] = {}  # per series: the newest stored or seen so far
+        floors_get, marks_get = floors.get, self._marks.get
+        flags: list[bool] = []
+        known = 0
         series_keys = zip(cols.tenant, cols.device, cols.identifier, strict=True)
         for series, ts in zip(series_keys, cols.ts, strict=True):
-            floor = newest_get(series)
+            floor = floors_get(series)
             if floor is None:
                 floor = marks_get(series)
-            if floor is not None and ts <= floor:
-                return None
-            newest[series] = ts
-        return newest
+            if floor is None or ts > floor:
+                floors[series] = ts
+                flags.append(True)
+                known += 1
+            else:
+                floors[series] = floor
+                flags.append(False)
+        return known, flags, floors
 
     @staticmethod
     def newest(cols: MeasurementColumns) -> dict[SeriesKey, int]:
