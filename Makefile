@@ -33,7 +33,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# InfluxDB 1.x (Debian's influxdb, the store FLEXMETER used) is one of the peers the benchmarks
+# measure beside gridhub; PostgreSQL, the other, runs on the machine already.
 bench: $(STAMP) sysdeps
+	@command -v influxd >/dev/null 2>&1 || test -x /usr/bin/influxd || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb influxdb-client)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run.py
 

@@ -29,18 +29,24 @@ PROBE = "m99999"
 
 
 def _publish_at_rate(url: str, rate: float, seconds: float, devices: int, ready: mp.Event) -> None:
-    """Publish ``rate`` messages/s (in 20 ms slices) for ``seconds``."""
+    """Publish ``rate`` messages/s (in 20 ms slices) for ``seconds``, each reading stamped with
+    the wall clock as live meters' are (so the hub sees live traffic: new readings of today,
+    no settled day to compact)."""
     publisher = RawPublisher(url, f"bench-rate-{rate:g}")
     ready.set()
     sent, started = 0, time.monotonic()
+    last_ms: dict[int, int] = {}
     try:
         while (elapsed := time.monotonic() - started) < seconds:
             due = int(rate * elapsed) - sent
             if due > 0:
                 packets = []
+                now_ms = time.time_ns() // 1_000_000
                 for _ in range(due):
                     device = sent % devices
-                    packets.append(publisher.packet(device, 10_000 + sent // devices, 1))
+                    at_ms = max(now_ms, last_ms.get(device, 0) + 1)  # one reading per ms
+                    last_ms[device] = at_ms
+                    packets.append(publisher.live_packet(device, at_ms))
                     sent += 1
                 publisher.publish(packets)
             time.sleep(0.02)
@@ -183,7 +189,8 @@ def main() -> int:
         command = (
             f"python benchmarks/latency.py --max-rate {args.max_rate:g} --samples {args.samples}"
             f": {n} probes 100 ms apart, publish (QoS 1) → the value answers GET …/state, under "
-            f"{rate:,.0f} msg/s of background load (re-measured alone, 2026-11-22)"
+            f"{rate:,.0f} msg/s of background load (re-measured alone, "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC)"
         )
         out[f"latency_p50_ms_{key}"] = figure(p50, "ms", command, p50_target)
         out[f"latency_p99_ms_{key}"] = figure(p99, "ms", command, p99_target)

@@ -42,6 +42,17 @@ def message(device: int, tick: int, readings: int) -> bytes:
     ).encode()
 
 
+def live_message(device: int, at_ms: int) -> bytes:
+    """One reading stamped with the wall clock (to the millisecond: a meter of a fast fleet
+    sends several a second), as live meters send."""
+    ts = datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    value = (device * 7 + at_ms) % 1000 / 10
+    return (
+        f'{{"hardwareId":"m{device:05d}","type":"DeviceMeasurements","request":'
+        f'{{"measurements":{{"{METER_IDS[3]}":{value}}},"eventDate":"{ts}"}}}}'
+    ).encode()
+
+
 class RawPublisher:
     """One MQTT 3.1.1 connection publishing pre-encoded QoS 1 packets, ``WINDOW`` in flight."""
 
@@ -59,6 +70,16 @@ class RawPublisher:
         return wire.encode_publish(
             f"gridhub/bench/m{device:05d}/events",
             message(device, tick, readings),
+            qos=1,
+            packet_id=self.packet_id,
+            v5=False,
+        )
+
+    def live_packet(self, device: int, at_ms: int) -> bytes:
+        self.packet_id = self.packet_id % 65_535 + 1
+        return wire.encode_publish(
+            f"gridhub/bench/m{device:05d}/events",
+            live_message(device, at_ms),
             qos=1,
             packet_id=self.packet_id,
             v5=False,

@@ -181,13 +181,10 @@ def influxd_binary() -> str:
         return found
     if os.geteuid() != 0:
         raise RuntimeError("influxd not found: apt-get install -y influxdb influxdb-client")
-    print("peers: installing InfluxDB (apt-get install -y influxdb influxdb-client)")
-    subprocess.run(
-        ["apt-get", "install", "-y", "influxdb", "influxdb-client"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-    )
+    print("peers: installing InfluxDB (apt-get update, install influxdb influxdb-client)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (["update", "-qq"], ["install", "-y", "-qq", "influxdb", "influxdb-client"]):
+        subprocess.run(["apt-get", *args], check=True, stdout=subprocess.DEVNULL, env=env)
     return shutil.which("influxd") or "/usr/bin/influxd"
 
 
