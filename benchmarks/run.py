@@ -221,8 +221,6 @@ def bench_mqtt(data_dir: Path, count: int, readings: int, devices: int) -> tuple
     return stored / readings / elapsed, int(stored)
 
 
-
-
 def render(results: dict[str, dict[str, object]], meta: dict[str, str]) -> str:
     lines = [
         "# Benchmarks",
