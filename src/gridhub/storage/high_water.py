@@ -23,56 +23,30 @@ take some 20 MB.
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 
 from gridhub.storage.base import MeasurementColumns
+from gridhub.storage.scanned_at_start import ScannedAtStart
 
 __all__ = ["HighWater", "SeriesKey"]
-
-log = logging.getLogger(__name__)
 
 SeriesKey = tuple[str, str, str]  # tenant, device, identifier
 
 
-class HighWater:
+class HighWater(ScannedAtStart):
+    what = "dedupe marks"
+
     def __init__(self) -> None:
+        super().__init__()
         self._marks: dict[SeriesKey, int] = {}
-        self._ready = False
-        self._loaded = threading.Event()
-        self._lock = threading.Lock()
 
-    @property
-    def ready(self) -> bool:
-        """True once the stored readings were scanned: before that nothing is known new."""
-        return self._ready
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the scan; True if it is done (for tests and tools)."""
-        return self._loaded.wait(timeout)
-
-    def load_in_background(self, scan: Callable[[], list[tuple[str, str, str, int]]]) -> None:
-        """Run ``scan`` (rows of tenant, device, identifier, newest µs) in a thread and merge
-        its marks with those recorded meanwhile."""
-
-        def run() -> None:
-            try:
-                rows = scan()
-            except Exception as exc:  # the store closed or failed: stay on the join, correctly
-                log.warning("newest stored readings not read (%s); dedupe stays on joins", exc)
-                return
-            with self._lock:
-                marks = self._marks
-                for tenant, device, identifier, newest in rows:
-                    key = (tenant, device, identifier)
-                    if newest > marks.get(key, newest - 1):
-                        marks[key] = newest
-                self._ready = True
-            self._loaded.set()
-            log.info("dedupe marks of %d series loaded", len(rows))
-
-        threading.Thread(target=run, name="gridhub-high-water", daemon=True).start()
+    def _merge_scanned(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
+        """Rows of tenant, device, identifier, newest µs: the larger mark wins."""
+        marks = self._marks
+        for tenant, device, identifier, newest in rows:
+            key = (tenant, device, identifier)
+            if newest > marks.get(key, newest - 1):
+                marks[key] = newest
 
     def sift(self, cols: MeasurementColumns) -> tuple[int, list[bool], dict[SeriesKey, int]]:
         """Which readings of ``cols`` are known to be new: newer than the newest stored one of

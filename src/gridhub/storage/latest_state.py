@@ -18,13 +18,11 @@ Memory: about 250 bytes per series with a state (100,000 series: some 25 MB).
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
+
+from gridhub.storage.scanned_at_start import ScannedAtStart
 
 __all__ = ["LatestState", "StateRow"]
-
-log = logging.getLogger(__name__)
 
 # identifier, ts µs, value, received µs
 StateRow = tuple[str, int, float, int]
@@ -32,40 +30,17 @@ StateRow = tuple[str, int, float, int]
 ScanRow = tuple[str, str, str, int, float, int]
 
 
-class LatestState:
+class LatestState(ScannedAtStart):
+    what = "latest state"
+
     def __init__(self) -> None:
+        super().__init__()
         self._devices: dict[tuple[str, str], dict[str, tuple[int, float, int]]] = {}
-        self._ready = False
-        self._loaded = threading.Event()
-        self._lock = threading.Lock()
 
-    @property
-    def ready(self) -> bool:
-        """True once the stored state was read: before that, :meth:`get` knows nothing."""
-        return self._ready
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the first read; True if it is done."""
-        return self._loaded.wait(timeout)
-
-    def load_in_background(self, scan: Callable[[], list[ScanRow]]) -> None:
-        """Run ``scan`` (every series' current state) in a thread and merge it with what was
-        recorded meanwhile."""
-
-        def run() -> None:
-            try:
-                rows = scan()
-            except Exception as exc:  # the store closed or failed: reads stay on DuckDB
-                log.warning("latest state not read (%s); state reads stay on DuckDB", exc)
-                return
-            with self._lock:
-                for tenant, device, identifier, ts, value, received in rows:
-                    self._put(tenant, device, identifier, ts, value, received)
-                self._ready = True
-            self._loaded.set()
-            log.info("latest state of %d series loaded", len(rows))
-
-        threading.Thread(target=run, name="gridhub-latest-state", daemon=True).start()
+    def _merge_scanned(self, rows: Sequence[ScanRow]) -> None:
+        """Every series' state as the view had it: the newer reading wins."""
+        for tenant, device, identifier, ts, value, received in rows:
+            self._put(tenant, device, identifier, ts, value, received)
 
     def _put(
         self, tenant: str, device: str, identifier: str, ts: int, value: float, received: int
