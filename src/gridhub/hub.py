@@ -87,6 +87,7 @@ class Hub:
     broker: EmbeddedBroker | None = None
     admin_secret: str | None = field(default=None, repr=False)
     grid_schedule: GridSchedule | None = None  # periodic grid runs (settings.grid_schedule)
+    compactor: Compactor | None = None  # settled days in key order (settings.compact_after_days)
 
     def ensure_admin_token(self) -> str | None:
         """Create the installation's admin token on first start; return its secret once."""
@@ -210,6 +211,7 @@ def build_hub(settings: Settings) -> Hub:
         batch_rows=settings.batch_rows,
         batch_delay_s=settings.batch_delay_ms / 1000,
     )
+    compactor: Compactor | None = None
     if settings.compact_after_days:
         compactor = Compactor(db, settle=timedelta(days=settings.compact_after_days))
         pipeline.add_maintenance(compactor.step)
@@ -327,6 +329,7 @@ def build_hub(settings: Settings) -> Hub:
             topologies, registry, store, write_back_durable, horizon_s=settings.max_future_s
         ),
         market=market,
+        compactor=compactor,
     )
     credentials.on_change = hub.reload_broker
     if settings.grid_schedule:

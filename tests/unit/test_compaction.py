@@ -217,6 +217,26 @@ def test_steps_are_bounded_and_planning_waits_for_its_interval(
     assert compactor.stats.recompacted == 1
 
 
+def test_a_hub_started_empty_looks_again_soon_and_then_hourly(db: DuckDBDatabase) -> None:
+    """The first plan runs when the hub starts, often before any reading: it must not wait an
+    hour for the history imported next. Once readings are there, planning is hourly."""
+    compactor = Compactor(db, plan_every_s=3600, empty_plan_every_s=0.0, now=lambda: NOW)
+    while compactor.step():
+        pass
+    assert compactor.stats.days == 0
+    store = DuckDBStore(db)
+    rows = [("t1", device, P, at(FIRST, q), float(q)) for q in range(96) for device in DEVICES]
+    assert store.write(batch_of(rows)).stored == len(rows)
+    steps = 0
+    while compactor.step():  # planned again at once: the store was empty
+        steps += 1
+    assert steps and compactor.stats.days >= 1
+    assert physical_order(db, "t1", FIRST) == sorted(physical_order(db, "t1", FIRST))
+    late = ("t1", DEVICES[0], P, at(FIRST + timedelta(days=1), 0), 1.0)
+    assert store.write(batch_of([late])).stored == 1
+    assert compactor.step() is False  # readings found: the next plan is an hour away
+
+
 def test_compaction_beside_the_writer_keeps_late_and_resent_readings_once(
     db: DuckDBDatabase, store: DuckDBStore
 ) -> None:

@@ -22,12 +22,13 @@ reading appended after compaction) is rewritten again, and days before the first
 (a history imported later) are picked up too.
 
 Who. The pipeline's merger thread calls :meth:`Compactor.step` (``Pipeline.add_maintenance``):
-one slice per call, several when the writer is idle. It runs beside the writer, which only ever
-appends to ``measurements``: DuckDB's snapshot isolation keeps them apart — a slice copies and
-deletes the rows its snapshot sees, so a late reading the writer appends meanwhile stays, once,
-and the day's changed count has it rewritten at the next recount. ``benchmarks/generate.py``
-calls :meth:`Compactor.run` at its end, so the query benchmark sees what a hub that had
-ingested that year would have left.
+one slice per call, several when the writer is idle. It looks for settled days hourly, and every
+few seconds while the store holds no reading yet (the first plan runs as the hub starts). It
+runs beside the writer, which only ever appends to ``measurements``: DuckDB's snapshot isolation
+keeps them apart — a slice copies and deletes the rows its snapshot sees, so a late reading the
+writer appends meanwhile stays, once, and the day's changed count has it rewritten at the next
+recount. ``benchmarks/generate.py`` calls :meth:`Compactor.run` at its end, so the query
+benchmark sees what a hub that had ingested that year would have left.
 
 The rows keep their values, so nothing else changes: the rollups, the latest state and the
 dedupe marks of :mod:`~gridhub.storage.high_water` (each series' newest reading) stay as they
@@ -54,6 +55,10 @@ from gridhub.storage.duckdb_store import DuckDBDatabase
 SETTLE = timedelta(days=2)  # a local day is compacted once it ended this long ago
 SLICE_ROWS = 250_000  # most rows rewritten in one transaction (~0.2 s on 2 cores)
 PLAN_EVERY_S = 3600.0  # look for newly settled days this often
+# … but while the store holds no reading at all (a hub just installed, its history not yet
+# imported), this often: the first plan runs when the hub starts, and an hour's wait would
+# leave the first history imported in append order for that long
+EMPTY_PLAN_EVERY_S = 10.0
 RECOUNT_EVERY_S = 86_400.0  # and check compacted days for late readings this often
 RECOUNT_DAYS = 7  # days counted per step when looking for late readings (~0.1 s at 10,000 meters)
 _SORT = "device, identifier, ts"
@@ -67,6 +72,7 @@ def _utcnow() -> datetime:
 class CompactionStats:
     """What :meth:`Compactor.run` (or the steps so far) did."""
 
+    plans: int = 0  # times it looked for settled days
     days: int = 0  # days rewritten (first time or again)
     recompacted: int = 0  # of which, days rewritten again after late readings
     slices: int = 0
@@ -90,6 +96,7 @@ class Compactor:
         slice_rows: int = SLICE_ROWS,
         plan_every_s: float = PLAN_EVERY_S,
         recount_every_s: float = RECOUNT_EVERY_S,
+        empty_plan_every_s: float = EMPTY_PLAN_EVERY_S,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._db = db
@@ -97,17 +104,20 @@ class Compactor:
         self.slice_rows = slice_rows
         self.plan_every_s = plan_every_s
         self.recount_every_s = recount_every_s
+        self.empty_plan_every_s = empty_plan_every_s
         self._now = now
         self.stats = CompactionStats()
         self._work: Iterator[None] | None = None
         self._next_plan = 0.0  # monotonic
         self._next_recount = 0.0
+        self._found_readings = False  # whether the current plan found any reading
 
     # -- driving --------------------------------------------------------------------------------
 
     def step(self) -> bool:
         """Do one bounded unit of work (a query or a slice) if any is due; return whether more
-        is queued. Cheap when nothing is due: it plans at most every ``plan_every_s``."""
+        is queued. Cheap when nothing is due: it plans at most every ``plan_every_s`` (every
+        ``empty_plan_every_s`` while the store holds no reading)."""
         if self._work is None:
             now = clock.monotonic()
             if now < self._next_plan:
@@ -116,11 +126,15 @@ class Compactor:
             recount = now >= self._next_recount
             if recount:
                 self._next_recount = now + self.recount_every_s
+            self._found_readings = False
+            self.stats.plans += 1
             self._work = self._all_work(recount)
         try:
             next(self._work)
         except StopIteration:
             self._work = None
+            if not self._found_readings:
+                self._next_plan = min(self._next_plan, clock.monotonic() + self.empty_plan_every_s)
             return False
         except BaseException:
             self._work = None  # start over at the next plan; every slice is all or nothing
@@ -135,6 +149,7 @@ class Compactor:
         for _ in self._all_work(recount=True):
             pass
         done = CompactionStats(
+            plans=1,
             days=self.stats.days - before.days,
             recompacted=self.stats.recompacted - before.recompacted,
             slices=self.stats.slices - before.slices,
@@ -167,7 +182,13 @@ class Compactor:
         yield
         first = oldest.astimezone(zone).date() if oldest is not None else min(done, default=None)
         if first is None:
+            (any_reading,) = self._read(
+                "SELECT count(*) > 0 FROM (SELECT 1 FROM measurements WHERE tenant = ? LIMIT 1)",
+                [tenant],
+            )[0]
+            self._found_readings |= bool(any_reading)
             return
+        self._found_readings = True
         changed: set[date] = set()
         if recount and done:
             changed = yield from self._changed_days(tenant, zone, sorted(done), done)
