@@ -60,8 +60,25 @@ PLAN_EVERY_S = 3600.0  # look for newly settled days this often
 # leave the first history imported in append order for that long
 EMPTY_PLAN_EVERY_S = 10.0
 RECOUNT_EVERY_S = 86_400.0  # and check compacted days for late readings this often
+# a year's block of settled daily rollups is rewritten again once this many more days settled:
+# a meter's year then reads the block's row group or two and at most this tail (10,000 meters:
+# 300,000 rows, ~3 row groups) instead of every row group of the year (30)
+ROLLUP_TAIL_DAYS = 30
 RECOUNT_DAYS = 7  # days counted per step when looking for late readings (~0.1 s at 10,000 meters)
-_SORT = "device, identifier, ts"
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table compaction rewrites: its time column, and the order it is rewritten in (the
+    tenant is fixed within a slice)."""
+
+    name: str
+    time: str
+    sort: str
+
+
+_RAW = _Table("measurements", "ts", "device, identifier, ts")
+_DAILY = _Table("rollup_1d", "bucket", "device, identifier, bucket")
 
 
 def _utcnow() -> datetime:
@@ -77,6 +94,8 @@ class CompactionStats:
     recompacted: int = 0  # of which, days rewritten again after late readings
     slices: int = 0
     rows: int = 0
+    rollup_years: int = 0  # year blocks of rollup_1d rewritten
+    rollup_rows: int = 0
     seconds: float = 0.0
 
 
@@ -154,6 +173,8 @@ class Compactor:
             recompacted=self.stats.recompacted - before.recompacted,
             slices=self.stats.slices - before.slices,
             rows=self.stats.rows - before.rows,
+            rollup_years=self.stats.rollup_years - before.rollup_years,
+            rollup_rows=self.stats.rollup_rows - before.rollup_rows,
         )
         done.seconds = clock.perf_counter() - started
         return done
@@ -167,6 +188,12 @@ class Compactor:
     def _tenant_work(self, tenant: str, zone: ZoneInfo, recount: bool) -> Iterator[None]:
         # days before ``horizon`` ended at least ``settle`` ago
         horizon = (self._now() - self.settle).astimezone(zone).date()
+        yield from self._raw_work(tenant, zone, horizon, recount)
+        yield from self._daily_rollup_work(tenant, zone, horizon, recount)
+
+    def _raw_work(
+        self, tenant: str, zone: ZoneInfo, horizon: date, recount: bool
+    ) -> Iterator[None]:
         horizon_start = day_bounds(horizon, zone)[0]
         done = dict(
             self._read(
@@ -221,32 +248,121 @@ class Compactor:
             yield
         return changed
 
+    def _daily_rollup_work(
+        self, tenant: str, zone: ZoneInfo, horizon: date, recount: bool
+    ) -> Iterator[None]:
+        """The settled days of each local year of ``rollup_1d``, rewritten as one block in
+        series order: once the year's first days settle, again every ``ROLLUP_TAIL_DAYS`` newly
+        settled days and when the year is over, and at a recount if its row count changed."""
+        done = {
+            year: (through, rows)
+            for year, through, rows in self._read(
+                "SELECT year, through, rows FROM compacted_rollup_years WHERE tenant = ?",
+                [tenant],
+            )
+        }
+        horizon_start = day_bounds(horizon, zone)[0]
+        (oldest,) = self._read(
+            "SELECT min(bucket) FROM rollup_1d WHERE tenant = ? AND bucket < ?",
+            [tenant, horizon_start],
+        )[0]
+        yield
+        if oldest is None:
+            return
+        for year in range(oldest.astimezone(zone).year, horizon.year + 1):
+            year_end = date(year + 1, 1, 1)
+            through = min(year_end, horizon)
+            if through <= date(year, 1, 1):
+                continue
+            lo = day_bounds(date(year, 1, 1), zone)[0]
+            record = done.get(year)
+            due = record is None or (
+                record[0] < through
+                and (through == year_end or (through - record[0]).days >= ROLLUP_TAIL_DAYS)
+            )
+            if not due and recount and record is not None:
+                (rows,) = self._read(
+                    "SELECT count(*) FROM rollup_1d WHERE tenant = ? AND bucket >= ?"
+                    " AND bucket < ?",
+                    [tenant, lo, day_bounds(record[0], zone)[0]],
+                )[0]
+                due = rows != record[1]
+                yield
+            if due:
+                yield from self._compact_rollup_year(
+                    tenant, zone, year, through, again=record is not None
+                )
+
     # -- rewriting ------------------------------------------------------------------------------
+
+    def _compact_rollup_year(
+        self, tenant: str, zone: ZoneInfo, year: int, through: date, *, again: bool
+    ) -> Iterator[None]:
+        lo, hi = day_bounds(date(year, 1, 1), zone)[0], day_bounds(through, zone)[0]
+
+        def record(cur: duckdb.DuckDBPyConnection, rows: int) -> None:
+            cur.execute(
+                "INSERT OR REPLACE INTO compacted_rollup_years VALUES (?, ?, ?, ?, now())",
+                [tenant, year, through, rows],
+            )
+
+        what = f"{tenant} rollup_1d {year} until {through}"
+        total = yield from self._compact_span(_DAILY, tenant, lo, hi, record, what)
+        if total:
+            self.stats.rollup_years += 1
+            self.stats.rollup_rows += total
 
     def _compact_day(
         self, tenant: str, zone: ZoneInfo, day: date, *, again: bool
     ) -> Iterator[None]:
         lo, hi = day_bounds(day, zone)
+
+        def record(cur: duckdb.DuckDBPyConnection, rows: int) -> None:
+            cur.execute(
+                "INSERT OR REPLACE INTO compacted_days VALUES (?, ?, ?, now())",
+                [tenant, day, rows],
+            )
+
+        total = yield from self._compact_span(_RAW, tenant, lo, hi, record, f"{tenant} {day}")
+        if total:  # an empty day is only remembered
+            self.stats.days += 1
+            self.stats.recompacted += again
+            self.stats.rows += total
+
+    def _compact_span(
+        self,
+        table: _Table,
+        tenant: str,
+        lo: datetime,
+        hi: datetime,
+        record: Callable[[duckdb.DuckDBPyConnection, int], None],
+        what: str,
+    ) -> Generator[None, None, int]:
+        """Generator rewriting the tenant's rows of ``table`` in [lo, hi) in key order, one
+        slice of whole devices per step; ``record`` notes the span as compacted (with its row
+        count) in the last slice's transaction. Return the rows rewritten."""
         per_device = self._read(
-            "SELECT device, count(*) FROM measurements"
-            " WHERE tenant = ? AND ts >= ? AND ts < ? GROUP BY device ORDER BY device",
+            f"SELECT device, count(*) FROM {table.name}"
+            f" WHERE tenant = ? AND {table.time} >= ? AND {table.time} < ?"
+            " GROUP BY device ORDER BY device",
             [tenant, lo, hi],
         )
         yield
-        if not per_device:  # nothing to rewrite: only remember the day
+        if not per_device:  # nothing to rewrite: only remember the span
             with self._db.maintenance_lock:
-                self._db.write(
-                    [
-                        (
-                            "INSERT OR REPLACE INTO compacted_days VALUES (?, ?, 0, now())",
-                            [(tenant, day)],
-                        )
-                    ],
-                    "compaction record",
-                )
-            return
+                cur = self._db.cursor()
+                try:
+                    cur.execute("BEGIN")
+                    record(cur, 0)
+                    cur.execute("COMMIT")
+                except BaseException as exc:
+                    _rollback(cur)
+                    if isinstance(exc, duckdb.Error):
+                        raise StoreUnavailable(f"compaction record of {what}: {exc}") from exc
+                    raise
+            return 0
         # slices of whole devices; the first and last are open-ended, so a device first seen
-        # between these statements is still rewritten (and the day recounted later)
+        # between these statements is still rewritten (and the span recounted later)
         bounds: list[tuple[str | None, str | None]] = []
         start: str | None = None
         rows = 0
@@ -259,26 +375,28 @@ class Compactor:
         total = 0
         for index, (first, last) in enumerate(bounds):
             last_slice = index == len(bounds) - 1
-            total += self._rewrite(tenant, day, lo, hi, first, last, total if last_slice else None)
+            total += self._rewrite(
+                table, tenant, lo, hi, first, last, what, (record, total) if last_slice else None
+            )
             self.stats.slices += 1
             yield
-        self.stats.days += 1
-        self.stats.recompacted += again
-        self.stats.rows += total
+        return total
 
     def _rewrite(
         self,
+        table: _Table,
         tenant: str,
-        day: date,
         lo: datetime,
         hi: datetime,
         first: str | None,
         last: str | None,
-        record: int | None,
+        what: str,
+        record: tuple[Callable[[duckdb.DuckDBPyConnection, int], None], int] | None,
     ) -> int:
-        """Rewrite one slice in key order, in one transaction; with ``record`` (the rows of the
-        day's earlier slices), also record the day as compacted. Return the slice's rows."""
-        where = "tenant = $tenant AND ts >= $lo AND ts < $hi"
+        """Rewrite one slice in key order, in one transaction; with ``record`` (and the rows of
+        the span's earlier slices), also record the span as compacted. Return the slice's
+        rows."""
+        where = f"tenant = $tenant AND {table.time} >= $lo AND {table.time} < $hi"
         params: dict[str, object] = {"tenant": tenant, "lo": lo, "hi": hi}
         if first is not None:
             where += " AND device >= $first"
@@ -292,36 +410,38 @@ class Compactor:
                 cur.execute("BEGIN")
                 cur.execute(
                     "CREATE OR REPLACE TEMP TABLE compaction_slice AS"
-                    f" SELECT * FROM measurements WHERE {where} ORDER BY {_SORT}",
+                    f" SELECT * FROM {table.name} WHERE {where} ORDER BY {table.sort}",
                     params,
                 )
                 (copied,) = cur.execute("SELECT count(*) FROM compaction_slice").fetchall()[0]
                 (deleted,) = cur.execute(
-                    f"DELETE FROM measurements WHERE {where}", params
+                    f"DELETE FROM {table.name} WHERE {where}", params
                 ).fetchall()[0]
                 if deleted != copied:
                     raise CompactionError(
-                        f"compaction of {tenant} {day}: copied {copied} rows, deleted {deleted}"
+                        f"compaction of {what}: copied {copied} rows, deleted {deleted}"
                     )
                 cur.execute(
-                    f"INSERT INTO measurements SELECT * FROM compaction_slice ORDER BY {_SORT}"
+                    f"INSERT INTO {table.name} SELECT * FROM compaction_slice ORDER BY {table.sort}"
                 )
                 cur.execute("DROP TABLE compaction_slice")
                 if record is not None:
-                    cur.execute(
-                        "INSERT OR REPLACE INTO compacted_days VALUES (?, ?, ?, now())",
-                        [tenant, day, record + copied],
-                    )
+                    note, earlier = record
+                    note(cur, earlier + copied)
                 cur.execute("COMMIT")
             except BaseException as exc:
-                try:
-                    cur.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
+                _rollback(cur)
                 if isinstance(exc, duckdb.Error):
-                    raise StoreUnavailable(f"compaction of {tenant} {day} failed: {exc}") from exc
+                    raise StoreUnavailable(f"compaction of {what} failed: {exc}") from exc
                 raise
         return int(copied)
 
     def _read(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
         return self._db.read(sql, params, "compaction read")
+
+
+def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass

@@ -395,6 +395,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant, day)
     );
     """,
+    # 13: compaction of the daily rollups (storage/compaction.py): per tenant and local year,
+    # the days [1 January, through) of rollup_1d rewritten in series order, and their rows then
+    """
+    CREATE TABLE IF NOT EXISTS compacted_rollup_years (
+        tenant VARCHAR NOT NULL,
+        year INTEGER NOT NULL,
+        through DATE NOT NULL,
+        rows BIGINT NOT NULL,
+        compacted TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tenant, year)
+    );
+    """,
 )
 
 
