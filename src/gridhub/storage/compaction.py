@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import time as clock
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -168,14 +169,12 @@ class Compactor:
         for _ in self._all_work(recount=True):
             pass
         done = CompactionStats(
-            plans=1,
-            days=self.stats.days - before.days,
-            recompacted=self.stats.recompacted - before.recompacted,
-            slices=self.stats.slices - before.slices,
-            rows=self.stats.rows - before.rows,
-            rollup_years=self.stats.rollup_years - before.rollup_years,
-            rollup_rows=self.stats.rollup_rows - before.rollup_rows,
+            **{
+                f.name: getattr(self.stats, f.name) - getattr(before, f.name)
+                for f in fields(before)
+            }
         )
+        done.plans = 1
         done.seconds = clock.perf_counter() - started
         return done
 
@@ -349,17 +348,8 @@ class Compactor:
         )
         yield
         if not per_device:  # nothing to rewrite: only remember the span
-            with self._db.maintenance_lock:
-                cur = self._db.cursor()
-                try:
-                    cur.execute("BEGIN")
-                    record(cur, 0)
-                    cur.execute("COMMIT")
-                except BaseException as exc:
-                    _rollback(cur)
-                    if isinstance(exc, duckdb.Error):
-                        raise StoreUnavailable(f"compaction record of {what}: {exc}") from exc
-                    raise
+            with self._transaction(what) as cur:
+                record(cur, 0)
             return 0
         # slices of whole devices; the first and last are open-ended, so a device first seen
         # between these statements is still rewritten (and the span recounted later)
@@ -404,44 +394,47 @@ class Compactor:
         if last is not None:
             where += " AND device <= $last"
             params["last"] = last
+        with self._transaction(what) as cur:
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE compaction_slice AS"
+                f" SELECT * FROM {table.name} WHERE {where} ORDER BY {table.sort}",
+                params,
+            )
+            (copied,) = cur.execute("SELECT count(*) FROM compaction_slice").fetchall()[0]
+            (deleted,) = cur.execute(f"DELETE FROM {table.name} WHERE {where}", params).fetchall()[
+                0
+            ]
+            if deleted != copied:
+                raise CompactionError(
+                    f"compaction of {what}: copied {copied} rows, deleted {deleted}"
+                )
+            cur.execute(
+                f"INSERT INTO {table.name} SELECT * FROM compaction_slice ORDER BY {table.sort}"
+            )
+            cur.execute("DROP TABLE compaction_slice")
+            if record is not None:
+                note, earlier = record
+                note(cur, earlier + copied)
+        return int(copied)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One maintenance transaction: committed if the block returns, rolled back otherwise
+        (a DuckDB error raised as :class:`StoreUnavailable`, retried at a later plan)."""
         with self._db.maintenance_lock:
             cur = self._db.cursor()
             try:
                 cur.execute("BEGIN")
-                cur.execute(
-                    "CREATE OR REPLACE TEMP TABLE compaction_slice AS"
-                    f" SELECT * FROM {table.name} WHERE {where} ORDER BY {table.sort}",
-                    params,
-                )
-                (copied,) = cur.execute("SELECT count(*) FROM compaction_slice").fetchall()[0]
-                (deleted,) = cur.execute(
-                    f"DELETE FROM {table.name} WHERE {where}", params
-                ).fetchall()[0]
-                if deleted != copied:
-                    raise CompactionError(
-                        f"compaction of {what}: copied {copied} rows, deleted {deleted}"
-                    )
-                cur.execute(
-                    f"INSERT INTO {table.name} SELECT * FROM compaction_slice ORDER BY {table.sort}"
-                )
-                cur.execute("DROP TABLE compaction_slice")
-                if record is not None:
-                    note, earlier = record
-                    note(cur, earlier + copied)
+                yield cur
                 cur.execute("COMMIT")
             except BaseException as exc:
-                _rollback(cur)
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
                 if isinstance(exc, duckdb.Error):
                     raise StoreUnavailable(f"compaction of {what} failed: {exc}") from exc
                 raise
-        return int(copied)
 
     def _read(self, sql: str, params: object = ()) -> list[tuple[Any, ...]]:
         return self._db.read(sql, params, "compaction read")
-
-
-def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
-    try:
-        cur.execute("ROLLBACK")
-    except duckdb.Error:
-        pass
